@@ -1,0 +1,30 @@
+"""``course demo``: every Part A stage on a stand-in model, one PNG per deliverable."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from course.demo import DemoConfig
+
+    defaults = {f.name: f.default for f in fields(DemoConfig)}
+    p = subparsers.add_parser("demo", help="run every Part A stage and write the figures of every deliverable")
+    p.add_argument("--out", type=Path, default=defaults["out"], help="output folder (default: %(default)s)")
+    p.add_argument("--model", default=defaults["model"],
+                   help="stage-1 model: a hub id, a local folder, 'digit' or 'tiny' (default: best available)")
+    p.add_argument("--embeds", default=defaults["embeds"], help="prompt embeddings (safetensors) for DeepFloyd")
+    p.add_argument("--device", default=defaults["device"], help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="seed for every stage (default: %(default)s)")
+    p.add_argument("--fast", action="store_true", help="fewer SDEdit levels and samples")
+    p.add_argument("--no-upsample", dest="upsample", action="store_false", help="skip stage 2")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from course.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=args.out, model=args.model, embeds=args.embeds, device=args.device, seed=args.seed,
+                        fast=args.fast, upsample=args.upsample))
+    return 0
