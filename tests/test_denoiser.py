@@ -31,6 +31,15 @@ def _digits(n=4, seed=0):
     return (torch.rand(n, 1, 28, 28, generator=_gen(seed)) > 0.7).float()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one thread: these models are tiny, and on a shared CPU more threads only spin (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_does_add_noise_compute_x_plus_sigma_eps():
     x, eps = _digits(), torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(add_noise(x, 0.5, noise=eps), x + 0.5 * eps)
@@ -107,16 +116,7 @@ def test_is_the_mean_image_the_pixelwise_average():
     torch.testing.assert_close(mean_image(Images(), batch_size=16), want)
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: on a shared, loaded CPU more threads only spin (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_does_the_denoiser_overfit_one_batch(one_thread):
+def test_does_the_denoiser_overfit_one_batch():
     torch.manual_seed(0)
     x = _digits(4)
     unet = UnconditionalUNet(1, 16)

@@ -26,6 +26,15 @@ from reference.unet import (
 D = 8  # small width for fast tests
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one thread: these models are tiny, and on a shared CPU more threads only spin (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(
     "op, in_shape, out_shape",
     [
