@@ -16,6 +16,7 @@ covers every IF model), then log in with a read token — ``huggingface_hub.logi
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -59,8 +60,12 @@ def _load_pipeline(model_id, device, dtype, token, cache_dir, **components):
 
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype if dtype is not None else default_dtype(device)
-    if isinstance(model_id, Path) and not model_id.is_dir():
-        raise ValueError(f"model_id must be a directory holding a saved pipeline, but {model_id} does not exist.")
+    looks_like_path = isinstance(model_id, Path) or not re.fullmatch(r"\w[\w.-]*/[\w.-]+", str(model_id))
+    if looks_like_path and not os.path.isdir(str(model_id)):
+        raise ValueError(
+            f"model_id must be a hub id such as {STAGE1_DEFAULT!r} or a directory holding a saved pipeline, "
+            f"but {str(model_id)!r} is neither (no such directory)."
+        )
     kwargs = dict(dtype=dtype, token=token or os.environ.get("HF_TOKEN"), cache_dir=cache_dir, **components)
     if _wants_fp16_variant(model_id, dtype):
         kwargs["variant"] = "fp16"

@@ -66,7 +66,7 @@ def test_uncached_hub_id_fails_fast_with_help(tmp_path):
 
 
 def test_missing_directory_is_a_value_error(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="no such directory"):
         loading.load_stage1(tmp_path / "nope", device="cpu")
 
 
@@ -139,3 +139,9 @@ def test_embed_cli_writes_the_file(tmp_path, tiny_model_dirs, stage1, capsys):
     assert torch.equal(embeds["a rocket ship"], expected)
     assert "'a rocket ship'" in capsys.readouterr().out
     assert main(["embed", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("model_id", ["./digit_model", "/no/such/dir", "not a hub id"])
+def test_strings_that_are_not_hub_ids_must_be_directories(model_id):
+    with pytest.raises(ValueError, match="no such directory"):
+        loading.load_stage2(model_id, device="cpu")

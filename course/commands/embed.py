@@ -42,7 +42,10 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "embed", help="compute T5 prompt embeddings for Part A", description=__doc__.split("\n\n")[0]
+        "embed",
+        help="compute T5 prompt embeddings for Part A",
+        description='Compute T5 prompt embeddings {prompt: (1, 77, W)} for Part A and save them as safetensors. '
+        'The empty prompt "" is always included.',
     )
     parser.add_argument("prompts", help="text file, one prompt per line (# comments and blank lines skipped)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
