@@ -9,10 +9,13 @@ Forward process: x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε; the UNet ε_θ(x_t, 
 Digits x0 are (N, 1, 28, 28) in [0, 1]. Randomness comes only from a ``torch.Generator`` on the UNet's
 device; the same seed gives the same samples. Order of draws: losses draw (class dropout,) t, then ε;
 samplers draw x_T, then z for t = T … 2 (none at t = 1). Samplers run the UNet in eval mode under
-``torch.no_grad()`` and restore its training mode afterwards.
+``torch.no_grad()`` and restore its training mode afterwards. The schedule's coefficients are computed
+from its betas in float64 (1 − ᾱ_t near t = 1 cancels badly in float32), then applied in the model's dtype.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -37,12 +40,18 @@ def ddpm_schedule(beta1: float = 1e-4, beta2: float = 0.02, num_ts: int = 300) -
     return dict(betas=betas, alphas=alphas, alpha_bars=alpha_bars)
 
 
-def _schedule_on(schedule: dict, num_ts: int, device, dtype) -> dict:
-    """The schedule's tensors on ``device`` in ``dtype`` (computed in float32), checking it has T = num_ts steps."""
+def _schedule64(schedule: dict, num_ts: int) -> dict:
+    """The schedule recomputed from its betas in float64 on the CPU, checking it has T = num_ts steps.
+
+    float64 keeps 1 − ᾱ_t accurate near t = 1 (in float32, 1 − ᾱ_1 = β_1 = 1e-4 is off by ~6e-4
+    relative); the samplers read its entries as Python floats, the losses move √ᾱ_t tables to the device.
+    """
     if len(schedule["betas"]) != num_ts:
         raise ValueError(f"the schedule has {len(schedule['betas'])} steps but num_ts is {num_ts}: build it "
                          f"with ddpm_schedule(..., num_ts={num_ts}).")
-    return {k: schedule[k].to(device, torch.float32) for k in ("betas", "alphas", "alpha_bars")}
+    betas = torch.as_tensor(schedule["betas"]).detach().to("cpu", torch.float64)
+    alphas = 1 - betas
+    return dict(betas=betas, alphas=alphas, alpha_bars=torch.cumprod(alphas, dim=0))
 
 
 def ddpm_forward(unet: nn.Module, schedule: dict, x0: torch.Tensor, num_ts: int = 300, generator=None):
@@ -53,29 +62,30 @@ def ddpm_forward(unet: nn.Module, schedule: dict, x0: torch.Tensor, num_ts: int 
     """
     check_tensor(x0, "x0")
     device, dtype = device_and_dtype(unet)
-    s = _schedule_on(schedule, num_ts, device, dtype)
+    s = _schedule64(schedule, num_ts)
     x0 = x0.to(device, dtype)
     N = x0.shape[0]
     t = torch.randint(1, num_ts + 1, (N,), generator=generator, device=device)  # 1. t ~ U{1..T}
     eps = torch.randn(x0.shape, generator=generator, device=device, dtype=dtype)  # 2. ε ~ N(0, I)
-    alpha_bar = s["alpha_bars"][t - 1].to(dtype).reshape(N, 1, 1, 1)  # ᾱ_t
-    xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # 3. forward process
+    sqrt_ab = s["alpha_bars"].sqrt().to(device, dtype)[t - 1].reshape(N, 1, 1, 1)  # √ᾱ_t
+    sqrt_1m_ab = (1 - s["alpha_bars"]).sqrt().to(device, dtype)[t - 1].reshape(N, 1, 1, 1)  # √(1 − ᾱ_t)
+    xt = sqrt_ab * x0 + sqrt_1m_ab * eps  # 3. forward process
     return F.mse_loss(unet(xt, (t / num_ts).to(dtype)), eps)  # 4. eq. B.4
 
 
 def ddpm_step(s: dict, t: int, xt: torch.Tensor, eps_hat: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-    """One ancestral step x_t → x_{t−1} of Algorithm B.2, t ∈ 1 … T (``s`` = schedule on xt's device):
+    """One ancestral step x_t → x_{t−1} of Algorithm B.2, t ∈ 1 … T (``s`` from :func:`ddpm_schedule`):
 
     x̂0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t,
     x_{t−1} = (√ᾱ_{t−1} β_t/(1 − ᾱ_t))·x̂0 + (√α_t (1 − ᾱ_{t−1})/(1 − ᾱ_t))·x_t + √β_t·z   (z = None → 0).
+    The coefficients are Python floats, so x keeps its device and dtype.
     """
-    beta, alpha, alpha_bar = s["betas"][t - 1], s["alphas"][t - 1], s["alpha_bars"][t - 1]
-    alpha_bar_prev = s["alpha_bars"][t - 2] if t > 1 else torch.ones_like(alpha_bar)  # ᾱ_0 = 1
-    x0_hat = (xt - (1 - alpha_bar).sqrt() * eps_hat) / alpha_bar.sqrt()  # 1. clean estimate
-    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)) * x0_hat \
-        + (alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)) * xt  # 2. posterior mean μ̃
-    x_prev = mean if z is None else mean + beta.sqrt() * z  # 3. add √β_t z (variance from the β list)
-    return x_prev.to(xt.dtype)
+    beta, alpha, alpha_bar = float(s["betas"][t - 1]), float(s["alphas"][t - 1]), float(s["alpha_bars"][t - 1])
+    alpha_bar_prev = float(s["alpha_bars"][t - 2]) if t > 1 else 1.0  # ᾱ_0 = 1
+    x0_hat = (xt - math.sqrt(1 - alpha_bar) * eps_hat) / math.sqrt(alpha_bar)  # 1. clean estimate
+    mean = (math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar)) * x0_hat \
+        + (math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar)) * xt  # 2. posterior mean μ̃
+    return mean if z is None else mean + math.sqrt(beta) * z  # 3. add √β_t z (variance from the β list)
 
 
 def ddpm_sample(unet: nn.Module, schedule: dict, num_samples: int, img_wh=(28, 28), num_ts: int = 300,
@@ -89,7 +99,7 @@ def ddpm_sample(unet: nn.Module, schedule: dict, num_samples: int, img_wh=(28, 2
     if num_samples < 1:
         raise ValueError(f"num_samples must be ≥ 1, but got {num_samples}.")
     device, dtype = device_and_dtype(unet)
-    s = _schedule_on(schedule, num_ts, device, dtype)
+    s = _schedule64(schedule, num_ts)
     shape = (num_samples, getattr(unet, "in_channels", 1), img_wh[1], img_wh[0])
     x = torch.randn(shape, generator=generator, device=device, dtype=dtype)  # 1. x_T ~ N(0, I)
     trajectory = [x]
@@ -110,7 +120,7 @@ def class_ddpm_forward(unet: nn.Module, schedule: dict, x0: torch.Tensor, labels
     """
     check_tensor(x0, "x0")
     device, dtype = device_and_dtype(unet)
-    s = _schedule_on(schedule, num_ts, device, dtype)
+    s = _schedule64(schedule, num_ts)
     x0 = x0.to(device, dtype)
     N = x0.shape[0]
     c = one_hot(labels, getattr(unet, "num_classes", 10)).to(device, dtype)
@@ -119,8 +129,9 @@ def class_ddpm_forward(unet: nn.Module, schedule: dict, x0: torch.Tensor, labels
     c = drop_classes(c, p_uncond, generator=generator)  # 1. c → 0 w.p. p_uncond
     t = torch.randint(1, num_ts + 1, (N,), generator=generator, device=device)  # 2. t ~ U{1..T}
     eps = torch.randn(x0.shape, generator=generator, device=device, dtype=dtype)  # 3. ε ~ N(0, I)
-    alpha_bar = s["alpha_bars"][t - 1].to(dtype).reshape(N, 1, 1, 1)
-    xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # 4. forward process
+    sqrt_ab = s["alpha_bars"].sqrt().to(device, dtype)[t - 1].reshape(N, 1, 1, 1)  # √ᾱ_t
+    sqrt_1m_ab = (1 - s["alpha_bars"]).sqrt().to(device, dtype)[t - 1].reshape(N, 1, 1, 1)  # √(1 − ᾱ_t)
+    xt = sqrt_ab * x0 + sqrt_1m_ab * eps  # 4. forward process
     return F.mse_loss(unet(xt, c, (t / num_ts).to(dtype)), eps)  # 5. eq. B.4 with c
 
 
@@ -132,7 +143,7 @@ def class_ddpm_sample(unet: nn.Module, schedule: dict, labels, img_wh=(28, 28), 
     (one batched UNet call). labels: (N,) ints. Returns x_0 (N, C, H, W) [and the T + 1 iterates].
     """
     device, dtype = device_and_dtype(unet)
-    s = _schedule_on(schedule, num_ts, device, dtype)
+    s = _schedule64(schedule, num_ts)
     c = one_hot(labels, getattr(unet, "num_classes", 10)).to(device, dtype)  # (N, K)
     N = c.shape[0]
     c_both = torch.cat([c, torch.zeros_like(c)])  # (2N, K): conditional rows, then unconditional
