@@ -231,3 +231,26 @@ def test_does_each_ddpm_model_overfit_one_batch(kind):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, f"loss went from {losses[0]:.4f} to {losses[-1]:.4f}"
+
+
+def test_do_losses_and_samplers_keep_a_half_precision_model_in_half():
+    unet = ClassConditionalUNet(1, 10, 8, "ddpm").half()
+    s = ddpm_schedule(num_ts=10)
+    loss = class_ddpm_forward(unet, s, _digits(2), [1, 2], num_ts=10, generator=_gen())
+    loss.backward()
+    assert loss.dtype == torch.float16 and torch.isfinite(loss)
+    x = class_ddpm_sample(unet, s, [1, 2], num_ts=10, generator=_gen())
+    assert x.dtype == torch.float16 and torch.isfinite(x).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_does_cuda_fp16_sampling_follow_a_cuda_generator():
+    unet = TimeConditionalUNet(1, 16, "ddpm").cuda().half()
+    s = ddpm_schedule(num_ts=300)
+    gen = lambda: torch.Generator(device="cuda").manual_seed(0)  # noqa: E731
+    a = ddpm_sample(unet, s, 4, num_ts=300, generator=gen())
+    assert a.device.type == "cuda" and a.dtype == torch.float16 and torch.isfinite(a).all()
+    torch.testing.assert_close(a, ddpm_sample(unet, s, 4, num_ts=300, generator=gen()))
+    loss = ddpm_forward(unet, s, _digits(8), num_ts=300, generator=gen())
+    assert torch.isfinite(loss)

@@ -227,3 +227,16 @@ def test_does_each_flow_model_overfit_one_batch(kind):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, f"loss went from {losses[0]:.4f} to {losses[-1]:.4f}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_does_cuda_fp16_sampling_follow_a_cuda_generator():
+    unet = ClassConditionalUNet(1, 10, 16).cuda().half()
+    gen = lambda: torch.Generator(device="cuda").manual_seed(0)  # noqa: E731
+    labels = torch.arange(10, device="cuda")
+    a = class_fm_sample(unet, labels, num_ts=50, generator=gen())
+    assert a.device.type == "cuda" and a.dtype == torch.float16 and torch.isfinite(a).all()
+    torch.testing.assert_close(a, class_fm_sample(unet, labels, num_ts=50, generator=gen()))
+    loss = class_fm_forward(unet, _digits(10), labels, generator=gen())
+    assert torch.isfinite(loss)
