@@ -336,6 +336,7 @@ class ClassConditionalUNet(nn.Module):
                 f"but has shape {tuple(c.shape)}."
             )
         if mask is not None:
+            mask = torch.as_tensor(mask, device=c.device)
             if mask.shape not in ((N,), (N, 1)):
                 raise ValueError(f"mask must have shape ({N},), but has shape {tuple(mask.shape)}.")
             c = c * mask.reshape(N, 1).to(c.dtype)  # 0 = drop the class
