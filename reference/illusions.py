@@ -69,6 +69,8 @@ def visual_anagram(unet, scheduler, xt, i_start, prompt_embeds_1, prompt_embeds_
     xt: (B, 3, H, W) at t = timesteps[i_start]; view: (view, inverse) pair from ``VIEWS``.
     ``callback(i, t_prev, x_{t′})`` runs after each step. Returns (B, 3, H, W).
     """
+    if not (isinstance(view, (tuple, list)) and len(view) == 2 and all(callable(f) for f in view)):
+        raise ValueError(f"view must be a pair (view, inverse) of functions such as flip_view, but got {view!r}.")
     view_fn, inverse_fn = view
     timesteps = check_timesteps(timesteps, len(scheduler.alphas_cumprod))
     i_start = check_i_start(i_start, timesteps)
