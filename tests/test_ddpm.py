@@ -157,6 +157,23 @@ def test_does_a_step_match_the_posterior_mean_in_terms_of_eps():
     torch.testing.assert_close(ddpm_step(s, 1, xt, eps_hat, None), x0_hat)  # last step returns x̂0
 
 
+def test_does_the_ideal_model_of_a_single_image_sample_that_image():
+    # If the data is one image a, the true noise is ε = (x_t − √ᾱ_t a)/√(1 − ᾱ_t); then x̂0 = a at every
+    # step and the last step (no noise) returns a exactly, whatever noise was drawn on the way.
+    T = 30
+    alpha_bars = torch.cumprod(1 - ddpm_schedule(num_ts=T)["betas"].double(), 0)
+    a = _digits(2, seed=5).double()
+
+    def ideal(xt, t):
+        ab = alpha_bars[(t * T).round().long() - 1].reshape(-1, 1, 1, 1)
+        return (xt - ab.sqrt() * a) / (1 - ab).sqrt()
+
+    x, trajectory = ddpm_sample(Fake(ideal, torch.float64), ddpm_schedule(num_ts=T), 2, num_ts=T,
+                                generator=_gen(9), return_trajectory=True)
+    torch.testing.assert_close(x, a)
+    assert (trajectory[-2] - a).abs().max() > 1e-3  # one step earlier there was still noise
+
+
 def test_does_sampling_visit_t_from_T_down_to_1_in_eval_mode():
     T = 6
     fake = Fake(lambda x, t: torch.zeros_like(x))
