@@ -36,7 +36,10 @@ def gaussian_noise(shape, generator=None, device=None, dtype=None) -> torch.Tens
 def strided_timesteps(start: int = 990, stride: int = 30) -> list[int]:
     """The course's strided schedule: [start, start − stride, ..., 0] — 990, 960, ..., 30, 0 (34 entries)."""
     if stride <= 0 or start < 0 or start % stride:
-        raise ValueError(f"start must be a non-negative multiple of stride > 0, but got start={start}, stride={stride}.")
+        raise ValueError(
+            f"start must be a non-negative multiple of stride > 0 (so that the list ends at t = 0), "
+            f"but got start={start}, stride={stride}."
+        )
     return list(range(start, -1, -stride))
 
 
@@ -187,6 +190,8 @@ def iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, ge
     timesteps (see ``set_strided_timesteps``). ``callback(i, t_prev, x_{t′})`` runs after each update.
     Returns the final image (B, 3, H, W) on the UNet's device/dtype, or with ``return_intermediates``
     ``(image, [(t, x_t), ...])`` for every 5th step from i_start (t = 690, 540, ... for i_start = 10).
+    The last update is timesteps[-2] → timesteps[-1] (30 → 0), its variance taken with t′ = 0.
+    ``IFPipeline`` runs one more step at t = 0 (to ᾱ = 1, without noise): it only swaps x_0 for x̂0.
     """
     timesteps = check_timesteps(timesteps, len(scheduler.alphas_cumprod))
     i_start = check_i_start(i_start, timesteps)

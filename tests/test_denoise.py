@@ -14,7 +14,7 @@ import torch
 from reference import denoise as D
 
 SIZE = 32
-SHORT = [990, 740, 490, 240, 0]  # strided_timesteps(990, 250)-like: four updates, ends at t = 0
+SHORT = [990, 740, 490, 240, 0]  # a short strided list: four updates, ends at t = 0
 
 
 @pytest.fixture
