@@ -49,6 +49,7 @@ class TrainConfig:
     use_scheduler: bool = False  # ExponentialLR with gamma = 0.1 ** (1 / epochs), stepped once per epoch
     sample_epochs: tuple[int, ...] = ()  # epochs after which figures are saved (the last epoch always is)
     channels_last: bool = False  # memory format of model and batches (see bench/bench_partB.py)
+    make_figures: bool = True  # False skips the sample figures and GIF (tests, benchmarks); loss.png is always drawn
 
     def __post_init__(self):
         self.sample_epochs = tuple(int(e) for e in self.sample_epochs)
@@ -375,7 +376,7 @@ def load_model(checkpoint_dir: str | Path, device: str = "auto") -> tuple[nn.Mod
 
 def _same_run(saved: dict, config: TrainConfig) -> None:
     """Resuming must continue the same run: only device, epochs and out_dir may change."""
-    current = json.loads(json.dumps(asdict(config)))  # tuples → lists, as stored
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(asdict(config)))  # tuples → lists
     differ = [k for k in current if k not in ("device", "epochs", "out_dir") and saved.get(k) != current[k]]
     if differ:
         raise ValueError(f"cannot resume: the checkpoint was trained with different {differ}; "
@@ -383,12 +384,13 @@ def _same_run(saved: dict, config: TrainConfig) -> None:
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print, stop_after: int | None = None) -> dict:
     """Train ``config``'s experiment, checkpointing and drawing figures after every epoch.
 
     Returns ``{"model", "history", "out_dir"}``; ``history`` holds ``step_losses`` (one per step),
     ``steps_per_epoch`` and ``epoch_losses`` (means). ``resume=True`` continues from ``out_dir``'s
     checkpoint when there is one (bit-exact: same weights as training straight through).
+    ``stop_after`` ends the run after that epoch, as an interruption would (resume later).
     """
     from tqdm.auto import tqdm
 
@@ -434,7 +436,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: bool =
     (out / CONFIG).write_text(json.dumps({"experiment": name, **asdict(config)}, indent=2))
 
     n = images.shape[0]
-    for epoch in range(start, config.epochs + 1):
+    last = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    for epoch in range(start, last + 1):
         model.train()
         order = torch.randperm(n, generator=rngs["order"]).to(device)  # 1. shuffle the training split
         losses = []
@@ -457,7 +460,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: bool =
         save_checkpoint(out, name, config, model, optimizer, scheduler, history, rngs)
         figures.save_figure(figures.loss_curve(history["step_losses"], history["steps_per_epoch"], f"{name} loss"),
                             out / "loss.png")
-        if epoch in config.sample_epochs or epoch == config.epochs:
+        if config.make_figures and (epoch in config.sample_epochs or epoch == config.epochs):
             experiment.figures(name, model, config, out, epoch, epoch == config.epochs, images)
         log(f"epoch {epoch}: mean loss {history['epoch_losses'][-1]:.5f}")
     return {"model": model, "history": history, "out_dir": out}
