@@ -100,8 +100,9 @@ def predict_noise(unet, xt, t, prompt_embeds) -> tuple[torch.Tensor, torch.Tenso
     check_image(xt, "xt")
     t = check_timestep(t, NUM_TRAIN_TIMESTEPS)
     check_embeds(prompt_embeds, "prompt_embeds", width=unet.config.encoder_hid_dim, batch=xt.shape[0])
-    xt = xt.to(unet.device, unet.dtype)
-    prompt_embeds = prompt_embeds.to(unet.device, unet.dtype).expand(xt.shape[0], -1, -1)
+    device, dtype = unet.device, unet.dtype  # read once: diffusers walks the modules for each
+    xt = xt.to(device, dtype)
+    prompt_embeds = prompt_embeds.to(device, dtype).expand(xt.shape[0], -1, -1)
     model_output = unet(xt, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]  # (B, 6, H, W)
     eps, predicted_variance = torch.split(model_output, xt.shape[1], dim=1)
     return eps, predicted_variance
@@ -134,8 +135,9 @@ def add_variance(scheduler, predicted_variance, t, image, generator=None) -> tor
 
     predicted_variance: the UNet's last 3 channels (B, 3, H, W); t: a timestep of the scheduler's
     strided list (call ``set_strided_timesteps`` first); image: the A.3 mean (B, 3, H, W). z is drawn
-    with ``generator`` like ``DDPMScheduler.step`` draws it (image's shape, device and dtype), so a
-    shared generator gives the scheduler's exact result.
+    with ``generator`` like ``DDPMScheduler.step`` draws it — with the 3-channel shape of ε̂ (``step``
+    splits the 6-channel output before drawing), the image's device and dtype — so a shared generator
+    gives the scheduler's exact result.
     """
     check_image(image, "image")
     check_same_shape(predicted_variance, image, "predicted_variance", "image")
