@@ -212,7 +212,8 @@ def test_half_precision_follows_the_unet(stage1, scheduler, embeds):
     cond, uncond = embeds
     unet16 = copy.deepcopy(stage1.unet).half()
     xt = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(6))
-    out16 = D.iterative_denoise_cfg(unet16, scheduler, xt, 3, cond, uncond, SHORT, generator=torch.Generator().manual_seed(1))
+    out16 = D.iterative_denoise_cfg(unet16, scheduler, xt, 3, cond, uncond, SHORT,
+                                    generator=torch.Generator().manual_seed(1))
     out32 = D.iterative_denoise_cfg(stage1.unet, scheduler, xt, 3, cond, uncond, SHORT,
                                     generator=torch.Generator().manual_seed(1))
     assert out16.dtype == torch.float16

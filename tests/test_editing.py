@@ -84,8 +84,8 @@ def test_inpaint_keeps_the_unmasked_region_on_the_forward_process(stage1, schedu
     cond, uncond = embeds
     mask = box_mask()
     seen = []
-    out = E.inpaint(stage1.unet, scheduler, image, mask, cond, uncond, SHORT, generator=torch.Generator().manual_seed(1),
-                    callback=lambda i, t, x: seen.append((t, x)))
+    out = E.inpaint(stage1.unet, scheduler, image, mask, cond, uncond, SHORT,
+                    generator=torch.Generator().manual_seed(1), callback=lambda i, t, x: seen.append((t, x)))
     # replay the draws: start noise, then per step the variance noise and the forward noise
     g = torch.Generator().manual_seed(1)
     torch.randn(image.shape, generator=g)

@@ -101,7 +101,8 @@ def test_anagram_with_identity_view_and_one_prompt_is_cfg_sampling(stage1, sched
 def test_make_flip_illusion_is_the_flip_anagram(stage1, scheduler, embeds, xt):
     p1, p2, uncond = embeds
     ts = SHORT[2:]
-    a = I.make_flip_illusion(stage1.unet, scheduler, xt, 0, p1, p2, uncond, ts, generator=torch.Generator().manual_seed(1))
+    a = I.make_flip_illusion(stage1.unet, scheduler, xt, 0, p1, p2, uncond, ts,
+                             generator=torch.Generator().manual_seed(1))
     b = I.visual_anagram(stage1.unet, scheduler, xt, 0, p1, p2, uncond, ts, view=I.flip_view,
                          generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
@@ -141,7 +142,8 @@ def gaussian_33(sigma=2.0):
 
 def test_hybrid_with_one_prompt_is_cfg_sampling(stage1, scheduler, embeds, xt):
     p1, _, uncond = embeds
-    ours = I.make_hybrids(stage1.unet, scheduler, xt, 1, p1, p1, uncond, SHORT, generator=torch.Generator().manual_seed(6))
+    ours = I.make_hybrids(stage1.unet, scheduler, xt, 1, p1, p1, uncond, SHORT,
+                          generator=torch.Generator().manual_seed(6))
     expected = D.iterative_denoise_cfg(stage1.unet, scheduler, xt, 1, p1, uncond, SHORT,
                                        generator=torch.Generator().manual_seed(6))
     torch.testing.assert_close(ours, expected, **TOL)
