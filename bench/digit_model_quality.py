@@ -8,11 +8,13 @@ All runs use CFG γ = 7 over the course's 34 strided timesteps (990 → 0 by 30)
 (``reference.denoise``, ``reference.editing``, ``reference.illusions``). Measured, per the issue:
   1. samples: per prompt, the fraction of ``n`` samples classified as that digit (target ≥ 90%);
   2. anagram: "six" upright / "nine" upside down — fraction whose upright view reads 6 and flipped view 9;
-  3. hybrids: low-pass digit / high-pass digit — fraction whose blurred image reads as the low-pass digit;
+  3. hybrids: low-pass digit / high-pass digit — fraction whose blurred image reads as the low-pass digit
+     (blur: the same Gaussian as the hybrid's low-pass, kernel 33, σ 2);
   4. SDEdit at i_start 10 of hand-drawn digits (PIL lines) with the empty prompt — stays the same digit;
   5. inpainting the bottom half of held-out digits — the result reads as the original digit, with
      the digit's prompt and with the empty prompt.
-Prints a table and writes ``samples.png`` (10 samples per digit) and ``illusions.png`` to ``--out``.
+Checks 1–2 use ``n`` runs, 3–4 use max(5, n/2) per pair or drawing, 5 uses max(1, n/10) held-out
+digits per class. Prints a table and writes ``samples.png`` (10 samples per digit) and ``illusions.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-HYBRID_PAIRS = ((1, 8), (0, 1), (7, 3), (4, 0), (6, 1))  # (low-pass digit, high-pass digit)
+HYBRID_PAIRS = ((1, 8), (0, 1), (7, 3))  # (low-pass digit, high-pass digit)
 DRAWN = {  # hand-drawn strokes on a 32×32 canvas: polylines of (x, y) points
     7: [[(8, 7), (24, 7), (14, 26)]],
     1: [[(13, 10), (17, 6), (17, 26)]],
@@ -55,6 +57,7 @@ def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> 
     from reference.illusions import flip_upside_down, lowpass, make_hybrids, visual_anagram
 
     unet, scheduler = pipe.unet, pipe.scheduler
+    m = max(5, n // 2)  # runs per illusion pair / drawn digit (they cost 1.5–2× a sample)
     ts, gen = strided_timesteps(), torch.Generator("cpu").manual_seed(seed)
     uncond = embeds[""]
     read = lambda images: classify(classifier, to_mnist(images))  # noqa: E731
@@ -77,7 +80,7 @@ def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> 
     # 3. hybrids: the blurred image reads as the low-pass digit
     hits = []
     for low, high in HYBRID_PAIRS:
-        xt = gaussian_noise((n, 3, 32, 32), gen)
+        xt = gaussian_noise((m, 3, 32, 32), gen)
         x = make_hybrids(unet, scheduler, xt, 0, embeds[DIGIT_PROMPTS[low]], embeds[DIGIT_PROMPTS[high]], uncond,
                          ts, generator=gen)
         blurred = read(lowpass(x))
@@ -91,7 +94,7 @@ def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> 
     for d, strokes in DRAWN.items():
         drawn = draw_digit(strokes)
         results[f"drawn {d} reads {d} (before SDEdit)"] = float(read(drawn)[0] == d)
-        x = sdedit(unet, scheduler, drawn.expand(n, -1, -1, -1), 10, uncond, uncond, ts, generator=gen)
+        x = sdedit(unet, scheduler, drawn.expand(m, -1, -1, -1), 10, uncond, uncond, ts, generator=gen)
         results[f"sdedit drawn {d} at i_start 10"] = (read(x) == d).float().mean().item()
         hits.append(read(x) == d)
         images[f"sdedit {d}"] = torch.cat([drawn, x[:9]])

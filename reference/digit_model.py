@@ -48,7 +48,7 @@ class DigitModelConfig:
     cross_attention_dim: int = 64  # width of the projected text tokens (multiple of 32: group-norm'ed)
     norm_num_groups: int = 8  # group norm in the resnets
     batch_size: int = 32  # digits per step
-    steps: int = 2400  # optimiser steps; the learning rate is constant after warm-up, so a shorter run is a prefix
+    steps: int = 3000  # optimiser steps; the learning rate is constant after warm-up, so a shorter run is a prefix
     lr: float = 1e-3  # AdamW learning rate, after a linear warm-up
     warmup_steps: int = 200  # linear learning-rate warm-up
     weight_decay: float = 0.0  # AdamW weight decay
@@ -188,10 +188,17 @@ def train_digit_model(config: DigitModelConfig, out_dir, resume: bool = False, m
     when training finishes; ``resume=True`` continues from it bit-exactly. ``max_minutes`` stops early
     (and keeps the checkpoint) so a long run can be split over several calls.
     """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(config, Path(out_dir), resume, max_minutes, device, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, device, log) -> Path:
     from safetensors.torch import save_file
 
-    torch.set_num_threads(config.threads)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     embeds = make_prompt_embeds(config.text_seed)

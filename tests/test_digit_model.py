@@ -118,7 +118,7 @@ def test_hybrid_loss_matches_the_scheduler_variance_and_an_analytic_kl():
 def test_config_builds_the_shipped_architecture(digit_pipe):
     unet = build_digit_unet(DigitModelConfig(), text_width=digit_pipe.unet.config.encoder_hid_dim)
     assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in digit_pipe.unet.parameters())
-    assert unet.config.block_out_channels == digit_pipe.unet.config.block_out_channels
+    assert list(unet.config.block_out_channels) == list(digit_pipe.unet.config.block_out_channels)
 
 
 @needs_model
@@ -149,3 +149,22 @@ def test_quality_table_meets_the_issue_targets(digit_pipe, digit_embeds):
         assert results[f"sample {d}"] >= 0.9, f"digit {d}: {results[f'sample {d}']:.2f} of samples classified right"
     assert results["sdedit all drawn digits"] >= 0.8
     assert results["inpaint bottom half, digit prompt"] >= 0.8
+
+
+def test_training_is_seeded_and_resumes_bit_exactly(tmp_path):
+    """Two steps in one go = one step, stop, resume, one more step (same config and seed)."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from reference.digit_model import train_digit_model
+
+    config = replace(DigitModelConfig(), batch_size=4, steps=2, checkpoint_every=1, warmup_steps=1)
+    train_digit_model(config, tmp_path / "straight", log=lambda _: None)
+    # a time limit of 0 minutes stops after the first step and keeps the checkpoint
+    train_digit_model(config, tmp_path / "split", max_minutes=0, log=lambda _: None)
+    assert (tmp_path / "split" / "checkpoint.pt").exists() and not (tmp_path / "split" / "model_index.json").exists()
+    train_digit_model(config, tmp_path / "split", resume=True, log=lambda _: None)
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    a, b = load_file(str(tmp_path / "straight" / weights)), load_file(str(tmp_path / "split" / weights))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
