@@ -260,7 +260,7 @@ def run_demo(config: DemoConfig) -> list[Path]:
             im = im.to(device, dtype)
             result = editing.inpaint(unet, scheduler, im, mask.to(device, dtype), e(prompts.photo), uncond, ts,
                                      scale=7.0, generator=g)
-            save(f"1.7.2_inpaint_{k + 1}", [im, mask * 2 - 1, im * (1 - mask), result],
+            save(f"1.7.2_inpaint_{k + 1}", [im, (mask * 2 - 1).expand_as(im), im * (1 - mask), result],
                  ["original", "mask", "kept", "inpainted"])
 
     def text_edit():
