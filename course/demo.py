@@ -113,7 +113,8 @@ def _test_images(prompts: Prompts, size: int, generator):
 
         held_out = load_mnist(train=False, offline=True)
         digit = {}
-        for x, label in (held_out[i] for i in range(200)):
+        for i in range(len(held_out)):  # the first held-out digit of each class
+            x, label = held_out[i]
             digit.setdefault(int(label), x)
         as_rgb = lambda x: load_image((x[0].numpy() * 255).astype("uint8"), size=size)  # noqa: E731
         return {
