@@ -80,7 +80,10 @@ def time_column(t, n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 class Conv(nn.Module):
-    """(1) Conv2d(k=3, s=1, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, H, W)."""
+    """(1) Conv2d(k=3, s=1, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, H, W).
+
+    Submodules: ``conv``, ``norm``, ``act``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -93,7 +96,10 @@ class Conv(nn.Module):
 
 
 class DownConv(nn.Module):
-    """(2) Conv2d(k=3, s=2, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, H/2, W/2)."""
+    """(2) Conv2d(k=3, s=2, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, H/2, W/2).
+
+    Submodules: ``conv``, ``norm``, ``act``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -106,7 +112,10 @@ class DownConv(nn.Module):
 
 
 class UpConv(nn.Module):
-    """(3) ConvTranspose2d(k=4, s=2, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, 2H, 2W)."""
+    """(3) ConvTranspose2d(k=4, s=2, p=1) → BatchNorm2d → GELU: (N, in, H, W) → (N, out, 2H, 2W).
+
+    Submodules: ``conv``, ``norm``, ``act``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -119,7 +128,10 @@ class UpConv(nn.Module):
 
 
 class Flatten(nn.Module):
-    """(4) AvgPool2d(7) → GELU: (N, C, 7, 7) → (N, C, 1, 1). No parameters."""
+    """(4) AvgPool2d(7) → GELU: (N, C, 7, 7) → (N, C, 1, 1). No parameters.
+
+    Submodules: ``pool``, ``act``.
+    """
 
     def __init__(self):
         super().__init__()
@@ -131,7 +143,10 @@ class Flatten(nn.Module):
 
 
 class Unflatten(nn.Module):
-    """(5) ConvTranspose2d(k=7, s=7, p=0) → BatchNorm2d → GELU: (N, C, 1, 1) → (N, C, 7, 7)."""
+    """(5) ConvTranspose2d(k=7, s=7, p=0) → BatchNorm2d → GELU: (N, C, 1, 1) → (N, C, 7, 7).
+
+    Submodules: ``conv``, ``norm``, ``act``.
+    """
 
     def __init__(self, in_channels: int):
         super().__init__()
@@ -155,7 +170,10 @@ class Concat(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """(7) Conv(in, out) → Conv(out, out): (N, in, H, W) → (N, out, H, W)."""
+    """(7) Conv(in, out) → Conv(out, out): (N, in, H, W) → (N, out, H, W).
+
+    Submodules: ``conv1``, ``conv2``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -167,7 +185,10 @@ class ConvBlock(nn.Module):
 
 
 class DownBlock(nn.Module):
-    """(8) DownConv(in, out) → ConvBlock(out, out): (N, in, H, W) → (N, out, H/2, W/2)."""
+    """(8) DownConv(in, out) → ConvBlock(out, out): (N, in, H, W) → (N, out, H/2, W/2).
+
+    Submodules: ``down``, ``block``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -179,7 +200,10 @@ class DownBlock(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """(9) UpConv(in, out) → ConvBlock(out, out): (N, in, H, W) → (N, out, 2H, 2W)."""
+    """(9) UpConv(in, out) → ConvBlock(out, out): (N, in, H, W) → (N, out, 2H, 2W).
+
+    Submodules: ``up``, ``block``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -191,7 +215,10 @@ class UpBlock(nn.Module):
 
 
 class FCBlock(nn.Module):
-    """(10) Linear(F_in, F_out) → GELU → Linear(F_out, F_out): (N, F_in) → (N, F_out). Embeds t or c."""
+    """(10) Linear(F_in, F_out) → GELU → Linear(F_out, F_out): (N, F_in) → (N, F_out). Embeds t or c.
+
+    Submodules: ``fc1``, ``act``, ``fc2``.
+    """
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
