@@ -34,7 +34,11 @@ def gaussian_noise(shape, generator=None, device=None, dtype=None) -> torch.Tens
 
 
 def strided_timesteps(start: int = 990, stride: int = 30) -> list[int]:
-    """The course's strided schedule: [start, start − stride, ..., 0] — 990, 960, ..., 30, 0 (34 entries)."""
+    """The course's strided schedule: [start, start − stride, ..., 0] — 990, 960, ..., 30, 0 (34 entries).
+
+    Returns a list of ints, noisiest first. ``start`` must be a non-negative multiple of ``stride`` > 0
+    (so that the list ends at t = 0); otherwise raise a ValueError.
+    """
     if stride <= 0 or start < 0 or start % stride:
         raise ValueError(
             f"start must be a non-negative multiple of stride > 0 (so that the list ends at t = 0), "
@@ -81,7 +85,8 @@ def blur_denoise(xt, kernel_size: int = 5, sigma: float = 2.0) -> torch.Tensor:
 def estimate_x0(xt, eps, t, alphas_cumprod) -> torch.Tensor:
     """Clean-image estimate (eq. A.2 inverted): x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂) / sqrt(ᾱ_t).
 
-    xt, eps: (B, 3, H, W); t: int timestep. Exact inverse of ``forward`` when ε̂ is the true ε.
+    xt, eps: (B, 3, H, W); t: int timestep; alphas_cumprod: ᾱ for t = 0..999 (fp32, CPU — move ᾱ_t to
+    xt's device and dtype). Returns x̂0, (B, 3, H, W). Exact inverse of ``forward`` when ε̂ is the true ε.
     """
     check_image(xt, "xt")
     check_same_shape(eps, xt, "eps", "xt")
@@ -109,7 +114,12 @@ def predict_noise(unet, xt, t, prompt_embeds) -> tuple[torch.Tensor, torch.Tenso
 
 
 def one_step_denoise(unet, xt, t, prompt_embeds, alphas_cumprod) -> torch.Tensor:
-    """One-step denoising: x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂(x_t, t)) / sqrt(ᾱ_t), shape (B, 3, H, W)."""
+    """One-step denoising: x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂(x_t, t)) / sqrt(ᾱ_t), shape (B, 3, H, W).
+
+    ε̂ is the noise estimate of ``predict_noise(unet, xt, t, prompt_embeds)`` (its first output); xt:
+    (B, 3, H, W) noisy images at the int timestep t; prompt_embeds: (1 or B, 77, W). The result is on
+    the UNet's device and dtype.
+    """
     eps, _ = predict_noise(unet, xt, t, prompt_embeds)
     return estimate_x0(xt.to(eps.device, eps.dtype), eps, t, alphas_cumprod)
 
@@ -157,7 +167,8 @@ def denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod) -> torch.Tensor:
     """Mean of the strided update t → t′ (eq. A.3, without the noise term v_σ):
 
     x_{t′} = sqrt(ᾱ_{t′})·β_t/(1 − ᾱ_t)·x̂0 + sqrt(α_t)·(1 − ᾱ_{t′})/(1 − ᾱ_t)·x_t,
-    with the *strided* α_t = ᾱ_t/ᾱ_{t′} and β_t = 1 − α_t. xt, x0_hat: (B, 3, H, W); 0 ≤ t′ < t.
+    with the *strided* α_t = ᾱ_t/ᾱ_{t′} and β_t = 1 − α_t. xt, x0_hat: (B, 3, H, W); 0 ≤ t′ < t (a ValueError
+    otherwise); alphas_cumprod: ᾱ for t = 0..999. Returns the mean of x_{t′}, (B, 3, H, W), xt's device/dtype.
     """
     check_image(xt, "xt")
     check_same_shape(x0_hat, xt, "x0_hat", "xt")
@@ -189,7 +200,8 @@ def iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, ge
 
     xt: noisy images (B, 3, H, W) at t = timesteps[i_start]; timesteps: strictly decreasing list
     (e.g. ``strided_timesteps()``); i_start: index into it, 0 ≤ i_start ≤ len − 2. Sets the scheduler's
-    timesteps (see ``set_strided_timesteps``). ``callback(i, t_prev, x_{t′})`` runs after each update.
+    timesteps (see ``set_strided_timesteps``). Each step: ε̂ (``predict_noise``), x̂0, the A.3 mean, then
+    ``add_variance`` with ``generator``. ``callback(i, t_prev, x_{t′})`` runs after each update.
     Returns the final image (B, 3, H, W) on the UNet's device/dtype, or with ``return_intermediates``
     ``(image, [(t, x_t), ...])`` for every 5th step from i_start (t = 690, 540, ... for i_start = 10).
     The last update is timesteps[-2] → timesteps[-1] (30 → 0), its variance taken with t′ = 0.

@@ -66,7 +66,8 @@ def visual_anagram(unet, scheduler, xt, i_start, prompt_embeds_1, prompt_embeds_
     update (eq. A.3). Variance: the upright (prompt 1) branch's conditional variance, as in the course
     notebook copies. (Averaging with inverse(var2) would be defensible for the flips and rotations, but
     wrong for negation: a variance does not change sign.) Both branches go through one UNet call.
-    xt: (B, 3, H, W) at t = timesteps[i_start]; view: (view, inverse) pair from ``VIEWS``.
+    xt: (B, 3, H, W) at t = timesteps[i_start]; view: a (view, inverse) pair of functions on images, such as
+    ``flip_view = (flip_upside_down, flip_upside_down)``; embeddings (1 or B, 77, W).
     ``callback(i, t_prev, x_{t′})`` runs after each step. Returns (B, 3, H, W).
     """
     if not (isinstance(view, (tuple, list)) and len(view) == 2 and all(callable(f) for f in view)):
