@@ -98,3 +98,16 @@ def test_every_name_a_cell_uses_is_defined_above_it():
 def test_the_notebook_opens_with_its_title_and_ends_with_the_artifacts_placeholder():
     assert isinstance(partA.CELLS[0], Markdown) and partA.CELLS[0].text.startswith("# Part A")
     assert isinstance(partA.CELLS[-1], Markdown) and "Artifacts for grading" in partA.CELLS[-1].text
+
+
+def test_the_template_builds_into_a_notebook_with_one_answer_cell_per_function():
+    from course.notebooks.build import BEGIN, END, build_notebook
+
+    nb = build_notebook(partA.CELLS)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+               if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+    assert set(answers) == STUDENT_FUNCTIONS
+    for name, source in answers.items():
+        assert source.count(BEGIN) == 1 and source.count(END) == 1, name
+        assert source.index(f"def {name}(") < source.index(BEGIN), "the signature stays visible"
+    assert nb.cells[1].metadata.get("tags") == ["parameters"]

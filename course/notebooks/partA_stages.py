@@ -1,0 +1,386 @@
+"""The stages of the Part A notebook (sections 1.1-1.9, bells & whistles, stage 2), as template cells.
+
+``course.notebooks.partA`` puts them after the setup cells. Each student function is a ``Solution``
+lifted from ``reference`` and followed by its public ``Check``; the figure cells call the student's
+functions on the test images and prompts the setup cells define.
+
+Time convention (Part A, DDPM): t = 0 is clean, t = 999 is pure noise.
+"""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+from course.notebooks.cells import Check, Code, Markdown, Reflection, Solution
+from reference import denoise, editing, illusions
+
+
+def md(text: str) -> Markdown:
+    """Instructions, written indented in this file: dedented and stripped."""
+    return Markdown(dedent(text).strip())
+
+
+def code(source: str, tags: tuple[str, ...] = ()) -> Code:
+    """Provided code, written indented in this file: dedented and stripped."""
+    return Code(dedent(source).strip(), tags)
+
+
+def graded(obj, points: int) -> list:
+    """A student function and its public check: ``Solution(obj)`` then ``Check("test_<name>", ...)``."""
+    name = obj.__name__
+    source = f"from autograder.public import check_{name}\ncheck_{name}({name})"
+    return [Solution(obj), Check(f"test_{name}", points, source)]
+
+
+def reflect(grade_id: str, points: int, question: str) -> Reflection:
+    """A written answer graded by hand; the question cell says how many points it is worth."""
+    plural = "s" if points > 1 else ""
+    return Reflection(grade_id, points, f"**Written answer ({points} point{plural}).** {question}")
+
+
+FORWARD = [
+    md(r"""
+    ## 1.1 The forward process
+
+    A diffusion model is trained to undo a fixed noising process. Noising a clean image $x_0$ to time $t$
+    both scales it down and adds Gaussian noise:
+
+    $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,
+      \qquad \varepsilon \sim \mathcal N(0, I) \tag{A.2}$$
+
+    $\bar\alpha_t$ falls from about 1 at $t = 0$ (clean) to about 0 at $t = 999$ (pure noise); the scheduler
+    stores it as `stage_1.scheduler.alphas_cumprod`, a (1000,) fp32 tensor on the CPU. Index it with `t` and
+    move the value to the image's device and dtype. When `noise` is not given, draw it with
+    `gaussian_noise(x0.shape, generator, x0.device, x0.dtype)`.
+    """),
+    *graded(denoise.forward, 2),
+    code('''
+    alphas_cumprod = stage_1.scheduler.alphas_cumprod  # ᾱ_t for t = 0, ..., 999
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    noisy = {t: forward(test_image, t, alphas_cumprod, generator=g) for t in (250, 500, 750)}
+    show_grid([test_image, *noisy.values()], titles=["original"] + [f"t = {t}" for t in noisy])
+    '''),
+    md("""
+    ## 1.2 Classical denoising
+
+    Before using the model, try the classical answer to noise: a Gaussian blur
+    (`TF.gaussian_blur(x, kernel_size, sigma)`, odd kernel size, σ in pixels). Pick the kernel size and σ that
+    look best for each noise level.
+    """),
+    code('''
+    BLUR = {250: (5, 1.0), 500: (7, 1.5), 750: (9, 2.0)}  # t: (kernel_size, sigma) — try others, keep your best
+    blurred = {t: TF.gaussian_blur(x, kernel_size=BLUR[t][0], sigma=BLUR[t][1]) for t, x in noisy.items()}
+    show_grid([*noisy.values(), *blurred.values()],
+              titles=[f"noisy, t = {t}" for t in noisy] + [f"blurred {BLUR[t]}" for t in noisy], ncols=3)
+    '''),
+    reflect("reflect_blur", 1, "Which kernel size and σ worked best at each noise level, and why can a blur "
+               "not recover the clean image?"),
+]
+
+ONE_STEP = [
+    md(r"""
+    ## 1.3 One-step denoising
+
+    The UNet $\varepsilon_\theta(x_t, t, \text{prompt})$ predicts the noise $\hat\varepsilon$ in $x_t$. Solving
+    (A.2) for $x_0$ with that estimate gives a clean-image estimate in a single step:
+
+    $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon}{\sqrt{\bar\alpha_t}}$$
+
+    Write `estimate_x0`, then `one_step_denoise`: one call of the provided `predict_noise` (keep ε̂, the first
+    of the two outputs) followed by `estimate_x0`. The prompt here is a weak condition ("a high quality
+    photo" for DeepFloyd, the empty prompt for the digit model).
+    """),
+    *graded(denoise.estimate_x0, 1),
+    *graded(denoise.one_step_denoise, 1),
+    code('''
+    one_step = {t: one_step_denoise(stage_1.unet, x, t, embed(EDIT_PROMPT), alphas_cumprod) for t, x in noisy.items()}
+    show_grid([im for t in noisy for im in (test_image, noisy[t], one_step[t])],
+              titles=[f"{kind}, t = {t}" for t in noisy for kind in ("original", "noisy", "one-step")], ncols=3)
+    '''),
+]
+
+ITERATIVE = [
+    md(r"""
+    ## 1.4 Iterative denoising
+
+    One step from heavy noise gives a blurry average. Diffusion models instead denoise a little at a time.
+    Running all 1000 steps is slow, so we skip along a **strided** list of timesteps, noisiest first:
+    990, 960, …, 30, 0 (stride 30, 34 entries). Write `strided_timesteps`.
+    """),
+    *graded(denoise.strided_timesteps, 1),
+    code('''
+    timesteps = strided_timesteps()  # 990, 960, ..., 30, 0
+    set_strided_timesteps(stage_1.scheduler, timesteps)  # add_variance reads the next timestep from this list
+    print(len(timesteps), "timesteps:", timesteps[:3], "...", timesteps[-3:])
+    '''),
+    md(r"""
+    From $t$ = `timesteps[i]` to the less noisy $t'$ = `timesteps[i + 1]`, with the clean estimate
+    $\hat x_0$ from the current noise estimate:
+
+    $$x_{t'} = \frac{\sqrt{\bar\alpha_{t'}}\,\beta_t}{1-\bar\alpha_t}\,\hat x_0
+              + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t'})}{1-\bar\alpha_t}\,x_t + v_\sigma \tag{A.3}$$
+
+    where $\alpha_t = \bar\alpha_t / \bar\alpha_{t'}$ and $\beta_t = 1 - \alpha_t$ belong to the *strided* jump
+    (mind the bars: these are not the scheduler's one-step α and β), and $v_\sigma$ is DeepFloyd's learned
+    noise, added by the provided `add_variance`. Write `denoise_step_mean` (A.3 without $v_\sigma$), then
+    `iterative_denoise`: for `i` from `i_start` to `len(timesteps) - 2`, predict the noise, estimate $\hat x_0$,
+    take the mean and add the variance. `i_start` is an index into the list, not a timestep.
+    """),
+    *graded(denoise.denoise_step_mean, 2),
+    *graded(denoise.iterative_denoise, 3),
+    code('''
+    i_start = 10  # t = timesteps[10] = 690
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    xt = forward(test_image, timesteps[i_start], alphas_cumprod, generator=g)
+    final, frames = iterative_denoise(stage_1.unet, stage_1.scheduler, xt, i_start, embed(EDIT_PROMPT), timesteps,
+                                      generator=g, return_intermediates=True)
+    show_grid([x for _, x in frames] + [final], titles=[f"t = {t}" for t, _ in frames] + ["t = 0"],
+              suptitle="iterative denoising, every 5th step")
+    one_step_690 = one_step_denoise(stage_1.unet, xt, timesteps[i_start], embed(EDIT_PROMPT), alphas_cumprod)
+    blur_690 = TF.gaussian_blur(xt, kernel_size=5, sigma=2.0)
+    show_grid([test_image, final, one_step_690, blur_690],
+              titles=["original", "iterative", "one-step", "Gaussian blur (5, 2)"])
+    '''),
+    reflect("reflect_denoising", 2, "Compare the Gaussian blur, the one-step estimate and iterative denoising "
+               "from t = 690. Which recovers the image best, what does each get wrong, and why?"),
+]
+
+SAMPLING = [
+    md("""
+    ## 1.5 Sampling from pure noise
+
+    Start `iterative_denoise` at `i_start = 0` from pure noise $x_{990} \\sim \\mathcal N(0, I)$: the model now
+    makes images from nothing. Expect mediocre results — the next section fixes them.
+    """),
+    code('''
+    N_SAMPLES = 2 if FAST else 5
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    start_noise = gaussian_noise((N_SAMPLES, 3, SIZE, SIZE), g, DEVICE, DTYPE)
+    samples = iterative_denoise(stage_1.unet, stage_1.scheduler, start_noise, 0, embed(SAMPLE_PROMPT), timesteps,
+                                generator=g)
+    show_grid(samples, titles=[f"sample {k + 1}" for k in range(N_SAMPLES)], suptitle=f"{SAMPLE_PROMPT!r}, no CFG")
+    '''),
+    md(r"""
+    ## 1.6 Classifier-free guidance (CFG)
+
+    Run the UNet twice per step, with the prompt ($\varepsilon_c$) and with the empty prompt
+    ($\varepsilon_u$), and extrapolate from the unconditional towards the conditional estimate:
+
+    $$\varepsilon = \varepsilon_u + \gamma\,(\varepsilon_c - \varepsilon_u) \tag{A.4}$$
+
+    γ = 0 is the unconditional model, γ = 1 the conditional one, and γ > 1 (we use γ = 7) trades diversity
+    for quality. Write `cfg_noise` (it returns the guided ε and the *conditional* branch's predicted
+    variance; both branches fit in one UNet call on a batch of 2B), then `iterative_denoise_cfg`: the loop of
+    1.4 with the guided estimate. Use CFG from here on.
+    """),
+    *graded(denoise.cfg_noise, 2),
+    *graded(denoise.iterative_denoise_cfg, 2),
+    code('''
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    start_noise = gaussian_noise((N_SAMPLES, 3, SIZE, SIZE), g, DEVICE, DTYPE)  # the same noise as in 1.5
+    samples_cfg = iterative_denoise_cfg(stage_1.unet, stage_1.scheduler, start_noise, 0, embed(SAMPLE_PROMPT), uncond,
+                                        timesteps, scale=7.0, generator=g)
+    show_grid(samples_cfg, titles=[f"sample {k + 1}" for k in range(N_SAMPLES)],
+              suptitle=f"{SAMPLE_PROMPT!r}, CFG γ = 7")
+    '''),
+    reflect("reflect_cfg", 2, "How do the CFG samples differ from those of 1.5, and why does extrapolating "
+               "past the conditional estimate (γ > 1) change them that way?"),
+]
+
+EDITING = [
+    md("""
+    ## 1.7 Image-to-image translation (SDEdit)
+
+    Noise a real image part of the way with `forward` and let the model denoise it with CFG: it must invent
+    the details the noise destroyed, and the result is an edit of the original, pulled towards images the
+    model knows. Write `sdedit`: noise to t = `timesteps[i_start]`, then call your `iterative_denoise_cfg`
+    from `i_start`. A larger `i_start` means less noise, so the edit stays closer to the original. Show the
+    test image and two images of your own at `i_start` = 1, 3, 5, 7, 10, 20.
+    """),
+    *graded(editing.sdedit, 2),
+    code('''
+    I_STARTS = (1, 5, 10, 20) if FAST else SDEDIT_I_STARTS  # (1, 3, 5, 7, 10, 20): t = 960 ... 390
+
+
+    def show_sdedit_sweep(images, names, prompt, i_starts=I_STARTS):
+        """SDEdit of a list of (1, 3, S, S) images at every level of ``i_starts``: one row per image, CFG γ = 7."""
+        g = torch.Generator(DEVICE).manual_seed(SEED)
+        batch = torch.cat(images)
+        edits = [sdedit(stage_1.unet, stage_1.scheduler, batch, i, embed(prompt), uncond, timesteps, scale=7.0,
+                        generator=g) for i in i_starts]
+        show_grid([im for k in range(len(images)) for im in [e[k] for e in edits] + [batch[k]]],
+                  titles=[title for name in names for title in [f"i_start = {i}" for i in i_starts] + [name]],
+                  ncols=len(i_starts) + 1, suptitle=f"SDEdit with {prompt!r}")
+
+
+    show_sdedit_sweep([test_image, *own_images], ["test image", "own 1", "own 2"], EDIT_PROMPT)
+    '''),
+    md("""
+    ### 1.7.1 Hand-drawn and web images
+
+    SDEdit works best on inputs that are far from natural images: a web image and two drawings.
+    """),
+    code('''
+    show_sdedit_sweep([web_image, *drawn_images], ["web image", "drawing 1", "drawing 2"], EDIT_PROMPT)
+    '''),
+    reflect("reflect_sdedit", 2, "Describe how the edits change with i_start for the test image, your own "
+               "images, the web image and your drawings. At which level does the result stop looking like the "
+               "original, and why?"),
+    md(r"""
+    ### 1.7.2 Inpainting
+
+    To regenerate only a region, start from pure noise and, after every update, reset the pixels outside
+    the mask $m$ (1 = regenerate, 0 = keep) to the original noised to the *new* timestep:
+
+    $$x_{t'} \leftarrow m\,x_{t'} + (1 - m)\,\text{forward}(x_{\text{orig}}, t') \tag{A.5}$$
+
+    Write `inpaint` (the CFG loop from `i = 0`, plus that one line per step; the provided `denoise_step` does
+    the strided update, and `check_mask` checks the mask). Inpaint the top of the test image and two of your
+    own images with masks of your choice (`rect_mask`, `center_square_mask`, or a tensor you draw).
+    """),
+    *graded(editing.inpaint, 3),
+    code('''
+    S = SIZE
+    masks = torch.cat([
+        rect_mask((S, S), 0, S * 5 // 16, S * 3 // 8, S * 21 // 32),  # the top of the tower (of the digit)
+        rect_mask((S, S), 0, S // 2, 0, S),  # the top half
+        center_square_mask(S, 0.5),  # the middle
+    ]).to(DEVICE, DTYPE)  # (3, 1, S, S): 1 = regenerate
+    originals = torch.cat([test_image, *own_images])
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    inpainted = inpaint(stage_1.unet, stage_1.scheduler, originals, masks, embed(EDIT_PROMPT), uncond, timesteps,
+                        scale=7.0, generator=g)
+    show_grid([im for k in range(3) for im in (originals[k], (2 * masks[k] - 1).expand(3, S, S),
+                                               originals[k] * (1 - masks[k]), inpainted[k])],
+              titles=["original", "mask", "kept", "inpainted"] * 3, ncols=4)
+    '''),
+    reflect("reflect_inpaint", 1, "Which masks did you choose, and how well does the inpainted region blend "
+               "with the kept pixels? Did rerunning with other seeds help?"),
+    md("""
+    ### 1.7.3 Text-conditional image-to-image
+
+    The same SDEdit with a real prompt instead of the weak one: the noise level now decides how much of the
+    original survives the prompt.
+    """),
+    code('''
+    show_sdedit_sweep([test_image, *own_images], ["test image", "own 1", "own 2"], TEXT_EDIT_PROMPT)
+    '''),
+    reflect("reflect_text_edit", 1, "Which prompt did you use, and at which noise levels does the result "
+               "combine the prompt with the original image?"),
+]
+
+ANAGRAM = [
+    md(r"""
+    ## 1.8 Visual anagrams
+
+    An image that shows one prompt upright and another upside down. At each step denoise the image with
+    prompt 1 and its flipped version with prompt 2, flip the second estimate back, and average:
+
+    $$\varepsilon_1 = \text{CFG}(x_t, p_1), \quad \varepsilon_2 = \text{flip}(\text{CFG}(\text{flip}(x_t), p_2)),
+      \quad \varepsilon = (\varepsilon_1 + \varepsilon_2)/2$$
+
+    then take the usual strided update (A.3). Write `flip_upside_down` (flip along the height axis), then
+    `visual_anagram`, which takes any *view*: a pair `(view, inverse)` of functions on images. Each branch
+    uses its own CFG with the empty prompt; add the variance predicted for the upright branch.
+    """),
+    *graded(illusions.flip_upside_down, 1),
+    code('''
+    flip_view = (flip_upside_down, flip_upside_down)  # (view, inverse): a flip is its own inverse
+    '''),
+    *graded(illusions.visual_anagram, 3),
+    code('''
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    xt = gaussian_noise((len(ANAGRAMS), 3, SIZE, SIZE), g, DEVICE, DTYPE)  # one anagram per prompt pair
+    anagrams = visual_anagram(stage_1.unet, stage_1.scheduler, xt, 0, embed([p for p, _ in ANAGRAMS]),
+                              embed([q for _, q in ANAGRAMS]), uncond, timesteps, view=flip_view, scale=7.0,
+                              generator=g)
+    show_grid([im for k in range(len(ANAGRAMS)) for im in (anagrams[k:k + 1], flip_upside_down(anagrams[k:k + 1]))],
+              titles=[t for p, q in ANAGRAMS for t in (p, f"upside down: {q}")], ncols=2)
+    '''),
+    reflect("reflect_anagrams", 2, "Which prompt pairs did you choose, and why? Which anagrams work, and what "
+               "makes a pair of prompts easy or hard to combine?"),
+]
+
+HYBRID = [
+    md(r"""
+    ## 1.9 Hybrid images
+
+    An image that shows one prompt from afar (its low frequencies) and another up close (its high
+    frequencies). Combine the two CFG noise estimates by frequency:
+
+    $$\varepsilon = f_\text{lowpass}(\varepsilon_1) + f_\text{highpass}(\varepsilon_2)$$
+
+    with $f_\text{lowpass}$ a Gaussian blur (kernel size 33, σ = 2) and
+    $f_\text{highpass}(x) = x - f_\text{lowpass}(x)$.
+    Write `lowpass`, `highpass` and `make_hybrids` (add the average of the two conditional variances).
+    """),
+    *graded(illusions.lowpass, 1),
+    *graded(illusions.highpass, 1),
+    *graded(illusions.make_hybrids, 3),
+    code('''
+    g = torch.Generator(DEVICE).manual_seed(SEED)
+    xt = gaussian_noise((len(HYBRIDS), 3, SIZE, SIZE), g, DEVICE, DTYPE)  # one hybrid per prompt pair
+    hybrids = make_hybrids(stage_1.unet, stage_1.scheduler, xt, 0, embed([low for low, _ in HYBRIDS]),
+                           embed([high for _, high in HYBRIDS]), uncond, timesteps, scale=7.0, generator=g)
+    show_grid([im for k in range(len(HYBRIDS)) for im in (hybrids[k], lowpass(hybrids[k:k + 1]))],
+              titles=[t for low, high in HYBRIDS for t in (f"up close: {high}", f"from afar: {low}")], ncols=2)
+    '''),
+    reflect("reflect_hybrids", 2, "Which prompt pairs did you choose for the hybrids, and why? Does each "
+               "image read as the low-frequency prompt from afar and as the high-frequency one up close?"),
+]
+
+BELLS_AND_WHISTLES = [
+    md("""
+    ## Bells & whistles
+
+    **More views for anagrams.** Any view that only moves pixels around (or negates them) keeps Gaussian noise
+    Gaussian, so the UNet still sees a valid noisy image. Write a 90° rotation and its inverse, and colour
+    inversion (negation in [-1, 1]), and make an anagram with each.
+    """),
+    *graded(illusions.rot90_ccw, 1),
+    *graded(illusions.rot90_cw, 1),
+    *graded(illusions.negate, 1),
+    code('''
+    rot90_view = (rot90_ccw, rot90_cw)
+    negate_view = (negate, negate)
+    extra = []
+    for view, (p, q), name in ((rot90_view, ROT90_ANAGRAM, "rotated 90°"), (negate_view, NEGATE_ANAGRAM, "negated")):
+        g = torch.Generator(DEVICE).manual_seed(SEED)
+        xt = gaussian_noise((1, 3, SIZE, SIZE), g, DEVICE, DTYPE)
+        image = visual_anagram(stage_1.unet, stage_1.scheduler, xt, 0, embed(p), embed(q), uncond, timesteps,
+                               view=view, scale=7.0, generator=g)
+        extra += [(image, p), (view[0](image), f"{name}: {q}")]
+    show_grid([im for im, _ in extra], titles=[t for _, t in extra], ncols=2)
+    '''),
+    md("""
+    **A course logo.** Text-conditional image-to-image of a drawing (or of a logo you like) with a prompt of
+    your choice.
+    """),
+    code('''
+    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=(3, 7) if FAST else (3, 5, 7, 10))
+    '''),
+    reflect("reflect_bells_whistles", 1, "Which extra views and which logo did you make, and how well did "
+               "they work?"),
+]
+
+UPSAMPLING = [
+    md("""
+    ## Upsampling with stage 2 (provided, not required)
+
+    DeepFloyd's stage 2 is a second diffusion model that turns 64×64 images into 256×256 ones, conditioned on
+    the small image and the prompt (`reference.upsample.upsample`). The digit model has no stage 2.
+    """),
+    code('''
+    if IS_DIGIT:
+        print("The digit model has no stage 2: nothing to upsample.")
+    else:
+        from reference.loading import load_stage2
+        from reference.upsample import upsample
+
+        stage_2 = load_stage2(device=DEVICE)
+        g = torch.Generator(DEVICE).manual_seed(SEED)
+        upsampled = upsample(stage_2, part0_images.to(DEVICE, DTYPE), part0_embeds, uncond.expand_as(part0_embeds),
+                             num_inference_steps=20, generator=g)
+        show_grid(upsampled, titles=PART0_PROMPTS, suptitle="stage 2: 256×256")
+    '''),
+]
