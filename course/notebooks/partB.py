@@ -38,9 +38,10 @@ finds your code by them. Training cells and figures are provided; they call *you
 **Run it anywhere.** The first cell holds the parameters. `FAST = True` shrinks the data, the
 networks and the training to a couple of minutes on a laptop CPU — for checking that everything
 runs, not for your write-up (nbgrader's Validate button turns it on and saves its figures to
-`partB_figures_fast/`). On Colab choose a GPU runtime (Runtime → Change runtime type); with `FAST = False`
-the notebook trains seven models with the course's settings, several minutes each on a GPU. Figures are also saved to `partB_figures/` for your
-write-up.
+`partB_figures_fast/`). On Colab choose a GPU runtime (Runtime → Change runtime type);
+with `FAST = False` the notebook trains seven models with the course's settings, several minutes
+each on a GPU. Figures are also saved to `partB_figures/` for your write-up. A Colab session may end
+while you work: save what you trained (`torch.save(model.state_dict(), path)`) to Google Drive.
 """),
     Code('''
 # Parameters (tools such as papermill may override this cell).

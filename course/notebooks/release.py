@@ -9,6 +9,9 @@ release deterministic: ``tests/test_notebooks.py`` compares a fresh release with
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +30,18 @@ def load_nbgrader_config(config_dir: str | Path = CONFIG_DIR):
     if not path.is_file():
         raise ValueError(f"expected nbgrader's configuration at {path}, but there is no such file.")
     return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+
+
+@contextlib.contextmanager
+def scripts_on_path():
+    """Put this Python's script folder first on PATH for a while: nbgrader's gradebook runs the
+    ``alembic`` command, which a virtual environment that is not activated does not expose."""
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{old}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
 
 
 def generate_assignment(part: str, root: str | Path = REPO_ROOT, release_dir: str | Path | None = None,
@@ -52,7 +67,8 @@ def generate_assignment(part: str, root: str | Path = REPO_ROOT, release_dir: st
         config.CourseDirectory.db_url = db_url
     coursedir = CourseDirectory(config=config)
     api = NbGraderAPI(coursedir, config=config)
-    result = api.generate_assignment(part, force=True, create=True)
+    with scripts_on_path():
+        result = api.generate_assignment(part, force=True, create=True)
     if not result["success"]:
         raise RuntimeError(f"nbgrader generate_assignment {part} failed:\n{result.get('error', '')}\n"
                            f"{result.get('log', '')}")
