@@ -1,0 +1,253 @@
+"""Public checks for Part B, run in the notebook right after each class or function a student writes.
+
+Time conventions: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is clean, t = T the noisiest
+(the UNet is fed t/T). Digits are (N, 1, 28, 28) in [0, 1].
+
+Classes (the UNet's ops, blocks and networks) are built small and checked, in this order, for output
+shape, parameter count, parameter names (the reference's ``state_dict`` must load, strict) and outputs
+with the reference's weights and randomised BatchNorm statistics in eval mode. Losses run on a
+:class:`~autograder.fixtures.Probe`, a stand-in UNet that returns its input and records what it was
+given: the time, the class vector and the noise the student drew are read back and judged by their
+properties (range, N(0, I) statistics, the loss recomputed from them), so any order of random draws
+passes. Samplers run a small reference UNet and must give the reference's samples for the same
+generator; when they do not, the recorded UNet calls name the first thing that went wrong.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograder.compare import (
+    assert_close,
+    assert_true,
+    capitalized,
+    close,
+    describe,
+    linear_form,
+    passed,
+    public_check,
+    quiet,
+    tensor_problem,
+)
+from autograder.fixtures import Probe, build, calibrate_norms, digits, generator
+from reference import denoiser as ref_denoiser
+from reference import unet as ref_unet
+
+D = 4  # num_hiddens of the checks' UNets: small and fast
+N_LOSS = 128  # images per loss check: enough for tight noise statistics
+P_UNCOND = 0.25  # class dropout of the checks (not the default 0.1, to catch a hard-coded value)
+
+
+def gaussian(*shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=generator(seed))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Classes: ops, blocks, networks
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def key_report(student: nn.Module, reference: nn.Module) -> str:
+    """Which ``state_dict`` entries are missing, unexpected or of another shape in ``student``."""
+    mine, theirs = student.state_dict(), reference.state_dict()
+    missing = [k for k in theirs if k not in mine]
+    unexpected = [k for k in mine if k not in theirs]
+    shapes = [f"{k} {tuple(mine[k].shape)} instead of {tuple(theirs[k].shape)}"
+              for k in theirs if k in mine and mine[k].shape != theirs[k].shape]
+    parts = [f"{label} {_few(items)}" for label, items in
+             (("missing:", missing), ("unexpected:", unexpected), ("wrong shapes:", shapes)) if items]
+    return "; ".join(parts)
+
+
+def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dict, inputs: tuple,
+                 layout: str, input_kwargs: dict | None = None) -> None:
+    """Build both classes with the same arguments; compare shape, parameters, names, then outputs."""
+    input_kwargs = input_kwargs or {}
+    call = f"{name}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
+    with quiet():
+        student = build(student_cls, *args, **kwargs)
+        reference = calibrate_norms(build(reference_cls, *args, **kwargs), *inputs, **input_kwargs)
+    assert_true(isinstance(student, nn.Module), f"Is {name} a subclass of nn.Module whose __init__ calls "
+                "super().__init__()?", f"{call} made a {describe(student)}.")
+    shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
+    with quiet(), torch.no_grad():
+        expected = reference(*inputs, **input_kwargs)
+        actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
+    problem = tensor_problem(actual, expected, "its output")
+    if problem is not None and ("shape" in problem or not isinstance(actual, torch.Tensor)):
+        raise AssertionError(f"Does {call} map inputs of shape {shapes} to shape {tuple(expected.shape)}? "
+                             f"{capitalized(problem)}.")
+    n_student = sum(p.numel() for p in student.parameters())
+    n_reference = sum(p.numel() for p in reference.parameters())
+    assert_true(n_student == n_reference, f"Does {call} hold the layers {layout}?",
+                f"It has {n_student} parameters, but should have {n_reference}.")
+    try:
+        student.load_state_dict(reference.state_dict(), strict=True)
+    except RuntimeError:
+        raise AssertionError(f"Can the reference's weights be loaded into your {call}? Name the layers as the "
+                             f"instructions do ({layout}): {key_report(student, reference)}.") from None
+    with quiet(), torch.no_grad():
+        actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
+    assert_close(actual, expected, f"Does {call} apply {layout}, in that order?", name="its output",
+                 context="With the reference's weights and BatchNorm statistics, in eval mode")
+
+
+_OP = "{conv} → norm: BatchNorm2d → act: GELU"
+_UNET = ("conv_in, down1, down2, flatten, unflatten, up1, up2, conv_out, head (a plain Conv2d) and concat, "
+         "wired as in the diagram")
+
+
+def _module_check(name, reference_cls, args, inputs, layout, kwargs=None, input_kwargs=None):
+    @public_check
+    def check(student_cls) -> None:
+        check_module(name, student_cls, reference_cls, args, kwargs or {}, inputs(), layout, input_kwargs)
+        passed(f"{name}: output shape, parameter names and outputs with the reference's weights match")
+
+    check.__name__ = f"check_{name}"
+    check.__doc__ = f"Build {name} small; compare shape, parameters, state_dict names and eval outputs."
+    return check
+
+
+check_Conv = _module_check("Conv", ref_unet.Conv, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+                           _OP.format(conv="conv: Conv2d(k=3, s=1, p=1)"))
+check_DownConv = _module_check("DownConv", ref_unet.DownConv, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+                               _OP.format(conv="conv: Conv2d(k=3, s=2, p=1)"))
+check_UpConv = _module_check("UpConv", ref_unet.UpConv, (3, 5), lambda: (gaussian(2, 3, 6, 6),),
+                             _OP.format(conv="conv: ConvTranspose2d(k=4, s=2, p=1)"))
+check_Flatten = _module_check("Flatten", ref_unet.Flatten, (), lambda: (gaussian(2, 6, 7, 7),),
+                              "AvgPool2d(7) → GELU, giving (N, C, 1, 1)")
+check_Unflatten = _module_check("Unflatten", ref_unet.Unflatten, (6,), lambda: (gaussian(2, 6, 1, 1),),
+                                _OP.format(conv="conv: ConvTranspose2d(k=7, s=7, p=0)"))
+check_Concat = _module_check("Concat", ref_unet.Concat, (),
+                             lambda: (gaussian(2, 3, 5, 5), gaussian(2, 4, 5, 5, seed=1)),
+                             "torch.cat of its two inputs along the channel axis, the first input first")
+check_ConvBlock = _module_check("ConvBlock", ref_unet.ConvBlock, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+                                "conv1: Conv(in, out) → conv2: Conv(out, out)")
+check_DownBlock = _module_check("DownBlock", ref_unet.DownBlock, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+                                "down: DownConv(in, out) → block: ConvBlock(out, out)")
+check_UpBlock = _module_check("UpBlock", ref_unet.UpBlock, (3, 5), lambda: (gaussian(2, 3, 6, 6),),
+                              "up: UpConv(in, out) → block: ConvBlock(out, out)")
+check_FCBlock = _module_check("FCBlock", ref_unet.FCBlock, (3, 6), lambda: (gaussian(4, 3),),
+                              "fc1: Linear(in, out) → act: GELU → fc2: Linear(out, out)")
+check_UnconditionalUNet = _module_check("UnconditionalUNet", ref_unet.UnconditionalUNet, (),
+                                        lambda: (digits(2),), _UNET, dict(in_channels=1, num_hiddens=D))
+
+
+@public_check
+def check_TimeConditionalUNet(TimeConditionalUNet) -> None:
+    """Both conditioning kinds when the class takes ``conditioning`` (FM multiplies, DDPM adds)."""
+    has_kind = "conditioning" in inspect.signature(TimeConditionalUNet).parameters
+    for kind in ("fm", "ddpm") if has_kind else (None,):
+        kwargs = dict(in_channels=1, num_hiddens=D, **({"conditioning": kind} if kind else {}))
+        check_module("TimeConditionalUNet", TimeConditionalUNet, ref_unet.TimeConditionalUNet, (), kwargs,
+                     (digits(2), torch.tensor([0.2, 0.9])), _UNET + ", plus fc1_t and fc2_t injecting t at the "
+                     "unflatten and up1 outputs")
+    passed("TimeConditionalUNet: output shape, parameter names and outputs with the reference's weights match")
+
+
+@public_check
+def check_ClassConditionalUNet(ClassConditionalUNet) -> None:
+    """With one-hot classes, then with a mask that drops the second image's class."""
+    c = F.one_hot(torch.tensor([3, 8]), 10).float()
+    inputs = (digits(2), c, torch.tensor([0.2, 0.9]))
+    layout = _UNET + ", plus fc1_t, fc2_t, fc1_c, fc2_c: unflatten → c1·unflatten + t1, up1 → c2·up1 + t2"
+    kwargs = dict(in_channels=1, num_classes=10, num_hiddens=D)
+    check_module("ClassConditionalUNet", ClassConditionalUNet, ref_unet.ClassConditionalUNet, (), kwargs, inputs,
+                 layout)
+    check_module("ClassConditionalUNet", ClassConditionalUNet, ref_unet.ClassConditionalUNet, (), kwargs, inputs,
+                 layout + " (with mask = [1, 0]: the second image's class is dropped, c ← c·mask)",
+                 input_kwargs={"mask": torch.tensor([1.0, 0.0])})
+    passed("ClassConditionalUNet: output shape, parameter names and outputs (with and without mask) match")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The single-step denoiser
+
+
+def assert_normal(values: torch.Tensor, question: str, what: str, tol: float = 0.05) -> None:
+    mean, std = float(values.mean()), float(values.std())
+    assert_true(abs(mean) < tol and abs(std - 1) < tol, question, f"{what} has mean {mean:.3g} and std {std:.3g}.")
+
+
+def assert_loss(name: str, loss, expected: torch.Tensor, question: str, hypotheses=()) -> None:
+    """A returned loss: one number, equal to ``expected`` (recomputed from the recorded call), with gradient."""
+    assert_true(isinstance(loss, torch.Tensor) and loss.numel() == 1, f"Does {name} return the loss as a "
+                "one-number tensor?", f"It returned a {describe(loss)}.")
+    value, target = float(loss.detach()), float(expected)
+    if abs(value - target) > 1e-2 * abs(target) + 1e-6:
+        for message, alternative in hypotheses:
+            if abs(value - float(alternative)) <= 1e-2 * abs(float(alternative)) + 1e-6:
+                raise AssertionError(message)
+        raise AssertionError(f"{question} Your loss is {value:.4g}; recomputed from what your function gave the "
+                             f"UNet it should be {target:.4g}.")
+    assert_true(loss.requires_grad, f"Does {name} keep the loss connected to the UNet (no .item(), .detach() or "
+                "torch.no_grad())?", "The loss it returned carries no gradient.")
+
+
+def only_call(name: str, probe: Probe, x_shape) -> dict:
+    assert_true(len(probe.calls) == 1, f"Does {name} call the UNet once, on the whole batch?",
+                f"It was called {len(probe.calls)} times.")
+    call = probe.calls[0]
+    assert_true(tuple(call["x"].shape) == tuple(x_shape), f"Does {name} give the UNet a batch shaped like the digits?",
+                f"The UNet got {tuple(call['x'].shape)} for digits {tuple(x_shape)}.")
+    return call
+
+
+@public_check
+def check_add_noise(add_noise) -> None:
+    """z on given noise for two σ; fresh noise with a generator: N(0, I) and reproducible."""
+    x, noise = digits(8), gaussian(8, 1, 28, 28)
+    with quiet():
+        for sigma in (0.5, 0.2):
+            expected = ref_denoiser.add_noise(x, sigma, noise=noise)
+            actual = add_noise(x.clone(), sigma, noise=noise.clone())
+            assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
+                         context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
+        first = add_noise(x.clone(), 0.5, generator=generator(7))
+        again = add_noise(x.clone(), 0.5, generator=generator(7))
+    problem = tensor_problem(first, x, "z")
+    assert_true(problem is None, "When noise is None, does add_noise return z of x's shape and dtype?", f"{problem}.")
+    assert_normal((first.double() - x.double()) / 0.5, "When noise is None, does add_noise draw ε ~ N(0, I) "
+                  "(torch.randn)?", "With σ=0.5 the implied noise (z − x)/σ", tol=0.1)
+    assert_true(close(again, first), "When noise is None, does add_noise draw ε with the generator it is given, so "
+                "that the same seed gives the same z?", "Two calls with generators seeded alike gave different z.")
+    passed("add_noise: z matches on given noise; fresh noise looks like N(0, I) and follows the generator")
+
+
+@public_check
+def check_denoiser_loss(denoiser_loss) -> None:
+    """On a probe UNet: its input is x + σε with ε ~ N(0, I), and the loss is the MSE of its output to x."""
+    probe, x, sigma = Probe("plain"), digits(N_LOSS), 0.3
+    with quiet():
+        loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator())
+    z = only_call("denoiser_loss", probe, x.shape)["x"]
+    assert_normal((z - x.double()) / sigma, "Is the UNet's input z = x + σ·ε, with ε ~ N(0, I) and σ = sigma?",
+                  f"With σ={sigma}, the noise (z − x)/σ implied by the UNet's input")
+    assert_loss("denoiser_loss", loss, F.mse_loss(z, x.double()),
+                "Is the loss the mean squared error between the UNet's output and the clean digits x?",
+                [("Is the target the clean digits x? Your loss compares the output with the noise.",
+                  F.mse_loss(z, (z - x.double()) / sigma))])
+    passed("denoiser_loss: the UNet sees x + σε and the loss is the MSE to the clean digits")
+
+
+@public_check
+def check_pure_noise_loss(pure_noise_loss) -> None:
+    """On a probe UNet: its input is pure N(0, I) noise, and the loss is the MSE of its output to x."""
+    probe, x = Probe("plain"), digits(N_LOSS)
+    with quiet():
+        loss = pure_noise_loss(probe, x.clone(), generator=generator())
+    eps = only_call("pure_noise_loss", probe, x.shape)["x"]
+    question = "Is the UNet's input pure noise ε ~ N(0, I), with nothing of x in it?"
+    assert_normal(eps, question, "The UNet's input")
+    corr = float(torch.corrcoef(torch.stack([eps.flatten(), x.double().flatten()]))[0, 1])
+    assert_true(abs(corr) < 0.05, question, f"The UNet's input is correlated with x (correlation {corr:.2g}).")
+    assert_loss("pure_noise_loss", loss, F.mse_loss(eps, x.double()),
+                "Is the loss the mean squared error between the UNet's output and the clean digits x?")
+    passed("pure_noise_loss: the UNet sees pure noise and the loss is the MSE to the clean digits")

@@ -1,0 +1,319 @@
+"""Public checks for Part B's generative models: flow matching (FA25) and DDPM (FA24).
+
+Time conventions — opposite to each other: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is
+clean, t = T the noisiest, and the UNet is fed t/T. Same rules as :mod:`autograder.public_b`: losses run
+on a recording :class:`~autograder.fixtures.Probe` and are judged by what it was given (any order of
+random draws passes); samplers run a small reference UNet (random BatchNorm statistics, left in train
+mode) and must give the reference's samples for the same generator.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograder.compare import (
+    assert_close,
+    assert_true,
+    close,
+    describe,
+    fmt,
+    linear_form,
+    passed,
+    public_check,
+    quiet,
+)
+from autograder.fixtures import ModuleCalls, Probe, build, calibrate_norms, digits, generator, recording
+from autograder.public_b import D, N_LOSS, P_UNCOND, assert_loss, assert_normal, gaussian, only_call
+from reference import ddpm as ref_ddpm
+from reference import flow_matching as ref_fm
+from reference import unet as ref_unet
+
+
+# ---------------------------------------------------------------------------------------------------
+# Flow matching
+
+
+@public_check
+def check_interpolate(interpolate) -> None:
+    """x_t for four images at t = 0, 0.3, 0.75, 1."""
+    x0, x1, t = gaussian(4, 1, 28, 28), digits(4), torch.tensor([0.0, 0.3, 0.75, 1.0])
+    with quiet():
+        expected = ref_fm.interpolate(x0, x1, t)
+        actual = interpolate(x0.clone(), x1.clone(), t.clone())
+    if not close(actual, expected) and close(actual, ref_fm.interpolate(x1, x0, t)):
+        raise AssertionError("Does t = 0 give the noise x0 and t = 1 the data x1? Your path runs the other way.")
+    assert_close(actual, expected, "Does interpolate compute x_t = (1 − t)·x0 + t·x1, with one t per image "
+                 "broadcast over (C, H, W)?", name="x_t", context="With t = [0, 0.3, 0.75, 1]")
+    passed("interpolate: x_t matches at t = 0, 0.3, 0.75 and 1")
+
+
+@public_check
+def check_flow_target(flow_target) -> None:
+    x0, x1 = gaussian(4, 1, 28, 28), digits(4)
+    with quiet():
+        actual = flow_target(x0.clone(), x1.clone())
+    assert_close(actual, ref_fm.flow_target(x0, x1), "Is the target the velocity of the straight path from the "
+                 "noise x0 to the data x1?", name="u", context=linear_form(actual, {"x0": x0, "x1": x1}).lstrip("; "))
+    passed("flow_target: the velocity matches")
+
+
+def _check_times_fm(name: str, call: dict, n: int) -> torch.Tensor:
+    t = call["t"]
+    assert_true(t is not None and t.shape == (n,), f"Does {name} give the UNet one time per image?",
+                f"It gave {describe(t)} for {n} images.")
+    assert_true(float(t.min()) >= 0 and float(t.max()) <= 1 and float(t.std()) > 0.15,
+                f"Does {name} draw t ~ U[0, 1] for each image (torch.rand)?",
+                f"The times given to the UNet span [{float(t.min()):.3g}, {float(t.max()):.3g}] "
+                f"with std {float(t.std()):.3g}.")
+    return t
+
+
+def _check_fm_loss(name: str, call: dict, loss, x1: torch.Tensor) -> None:
+    """x_t = (1 − t)x0 + t·x1 with x0 ~ N(0, I); loss = MSE(output, x1 − x0), all read back from the call."""
+    t = _check_times_fm(name, call, x1.shape[0]).reshape(-1, 1, 1, 1)
+    xt, x1 = call["x"], x1.double()
+    u = (x1 - xt) / (1 - t).clamp_min(1e-6)  # x1 − x0, with x0 = (x_t − t·x1)/(1 − t)
+    x0 = x1 - u
+    assert_normal(x0[t.flatten() < 0.9], "Is x_t = (1 − t)·x0 + t·x1 with noise x0 ~ N(0, I) (t = 0 is noise, "
+                  "t = 1 is data)?", "The noise x0 implied by the UNet's x_t and t")
+    assert_loss(name, loss, F.mse_loss(xt, u), "Is the loss the mean squared error between the UNet's output and "
+                "the velocity x1 − x0?",
+                [("Is the target the velocity x1 − x0 (from noise to data)? Your loss uses x0 − x1.",
+                  F.mse_loss(xt, -u))])
+
+
+def _check_classes(name: str, call: dict, labels: torch.Tensor, p_uncond: float) -> None:
+    c, n = call["c"], labels.shape[0]
+    assert_true(c is not None and tuple(c.shape) == (n, 10), f"Does {name} give the UNet one-hot class vectors "
+                "c of shape (N, 10)?", f"It gave {describe(c)}.")
+    kept = (c == F.one_hot(labels, 10).double()).all(dim=1)
+    dropped = (c == 0).all(dim=1)
+    assert_true(bool((kept | dropped).all()), "Is each class vector one_hot(label), or all zeros when dropped?",
+                f"{int((~(kept | dropped)).sum())} of {n} rows are neither.")
+    share = float(dropped.double().mean())
+    assert_true(abs(share - p_uncond) < 0.15, f"Does {name} drop each image's class (c → 0) with probability "
+                "p_uncond?", f"With p_uncond={p_uncond}, {int(dropped.sum())} of {n} classes were dropped.")
+
+
+@public_check
+def check_time_fm_forward(time_fm_forward) -> None:
+    """On a probe UNet: t ~ U[0, 1], x_t on the straight path from N(0, I) noise, loss to x1 − x0."""
+    probe, x1 = Probe("time"), digits(N_LOSS)
+    with quiet():
+        loss = time_fm_forward(probe, x1.clone(), generator=generator())
+    _check_fm_loss("time_fm_forward", only_call("time_fm_forward", probe, x1.shape), loss, x1)
+    passed("time_fm_forward: t, x_t and the loss read back from the UNet's inputs are right")
+
+
+@public_check
+def check_class_fm_forward(class_fm_forward) -> None:
+    """As time_fm_forward, plus one-hot classes dropped with probability p_uncond."""
+    probe, x1, labels = Probe("class"), digits(N_LOSS), torch.arange(N_LOSS) % 10
+    with quiet():
+        loss = class_fm_forward(probe, x1.clone(), labels.clone(), p_uncond=P_UNCOND, generator=generator())
+    call = only_call("class_fm_forward", probe, x1.shape)
+    _check_classes("class_fm_forward", call, labels, P_UNCOND)
+    _check_fm_loss("class_fm_forward", call, loss, x1)
+    passed("class_fm_forward: classes, dropout, t, x_t and the loss read back from the UNet's inputs are right")
+
+
+def sampler_unet(cls, **kwargs) -> nn.Module:
+    """A small reference UNet with BatchNorm statistics as after training, left in train mode."""
+    n = 8
+    x, t = gaussian(n, 1, 28, 28, seed=5), torch.rand(n, generator=generator(5))
+    inputs = (x, F.one_hot(torch.arange(n) % 10, 10).float(), t) if cls is ref_unet.ClassConditionalUNet else (x, t)
+    with quiet():
+        return calibrate_norms(build(cls, in_channels=1, num_hiddens=D, **kwargs), *inputs).train()
+
+
+def check_sampler(name: str, calls: ModuleCalls, actual, expected, times: list[float], time_rule: str, n: int,
+                  question: str, hypotheses=()) -> None:
+    """A sampler's result: UNet times, eval mode and the first draw checked before the samples themselves."""
+    steps = []
+    for call in calls.calls:
+        t = call["t"]
+        assert_true(t is not None and float(t.max() - t.min()) < 1e-6, f"Does {name} give the UNet the same time "
+                    "for every image of a step?", f"A call got times {fmt(t.tolist()[:4]) if t is not None else None}.")
+        if not steps or abs(steps[-1] - float(t[0])) > 1e-6:
+            steps.append(float(t[0]))
+    assert_true(len(steps) == len(times) and all(abs(a - b) < 1e-5 for a, b in zip(steps, times)),
+                f"Does {name} take num_ts steps, calling the UNet at {time_rule}?",
+                f"With num_ts={len(times)}, the UNet saw t = {fmt(steps[:8])}{' …' if len(steps) > 8 else ''}.")
+    assert_true(not any(call["training"] for call in calls.calls), f"Is the UNet in eval mode while {name} samples "
+                "(unet.eval(), so that BatchNorm uses its running statistics)?", "It was called in training mode.")
+    first = torch.randn((n, 1, 28, 28), generator=generator())
+    assert_true(close(calls.calls[0]["x"][:n], first), f"Is the starting noise the generator's first draw, "
+                f"torch.randn((N, 1, 28, 28), generator=generator)?", "The UNet's first input was something else.")
+    if not close(actual, expected, loose=True):
+        for message, alternative in hypotheses:
+            if close(actual, alternative, loose=True):
+                raise AssertionError(message)
+    assert_close(actual, expected, question, name="the samples", loose=True)
+
+
+def _cfg_hypotheses(sample, scale: float) -> list:
+    return [
+        ("Is γ applied to (conditional − unconditional) and added to the unconditional estimate? Your samples "
+         "match guidance that starts from the conditional one.", sample(1 - scale)),
+        ("Does your sampler use the guidance scale it is given? Its samples match the unguided conditional ones.",
+         sample(1.0)),
+    ]
+
+
+@public_check
+def check_time_fm_sample(time_fm_sample) -> None:
+    """Five Euler steps of a small reference UNet, same generator as the reference."""
+    unet, n, num_ts = sampler_unet(ref_unet.TimeConditionalUNet), 3, 5
+    with quiet():
+        expected = ref_fm.time_fm_sample(unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+        with recording(unet, ModuleCalls(time_index=1)) as calls:
+            actual = time_fm_sample(unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+    check_sampler("time_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
+                  "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", n,
+                  "Does each Euler step do x ← x + (1/num_ts)·u_θ(x, t), and is the last x returned?")
+    passed("time_fm_sample: 5 Euler steps match the reference on a small UNet")
+
+
+@public_check
+def check_class_fm_sample(class_fm_sample) -> None:
+    """Four guided Euler steps (γ = 3) of a small reference class-conditioned UNet."""
+    unet, labels, num_ts, scale = sampler_unet(ref_unet.ClassConditionalUNet), torch.tensor([3, 7, 0]), 4, 3.0
+
+    def sample(guidance):
+        return ref_fm.class_fm_sample(unet, labels, img_wh=(28, 28), num_ts=num_ts, guidance_scale=guidance,
+                                      generator=generator())
+
+    with quiet():
+        expected = sample(scale)
+        with recording(unet, ModuleCalls(time_index=2)) as calls:
+            actual = class_fm_sample(unet, labels.clone(), img_wh=(28, 28), num_ts=num_ts, guidance_scale=scale,
+                                     generator=generator())
+        hypotheses = [] if close(actual, expected, loose=True) else _cfg_hypotheses(sample, scale)
+    check_sampler("class_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
+                  "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", len(labels),
+                  "Does each step use u = u_u + γ·(u_c − u_u), with u_u from the zero class vector, then "
+                  "x ← x + u/num_ts?", hypotheses)
+    passed("class_fm_sample: 4 guided Euler steps match the reference on a small UNet")
+
+
+# ---------------------------------------------------------------------------------------------------
+# DDPM
+
+
+@public_check
+def check_ddpm_schedule(ddpm_schedule) -> None:
+    """The default schedule and a short one with other betas, entry by entry."""
+    questions = {
+        "betas": "Are the betas linearly spaced from beta1 to beta2, num_ts values with both ends included?",
+        "alphas": "Is α_t = 1 − β_t?",
+        "alpha_bars": "Is ᾱ_t the cumulative product of the alphas (torch.cumprod), so that ᾱ_1 = α_1?",
+    }
+    for kwargs in ({}, {"beta1": 1e-3, "beta2": 0.05, "num_ts": 10}):
+        call = f"ddpm_schedule({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        with quiet():
+            expected = ref_ddpm.ddpm_schedule(**kwargs)
+            result = ddpm_schedule(**kwargs)
+        assert_true(isinstance(result, dict) and all(k in result for k in questions), "Does ddpm_schedule return a "
+                    "dict with the keys 'betas', 'alphas' and 'alpha_bars'?", f"{call} returned a {describe(result)}"
+                    f"{' with keys ' + str(list(result)) if isinstance(result, dict) else ''}.")
+        for key, question in questions.items():
+            value = result[key]
+            value = torch.as_tensor(value) if not isinstance(value, torch.Tensor) else value
+            assert_close(value.float(), expected[key], question, name=key, context=f"In {call}")
+    passed("ddpm_schedule: betas, alphas and alpha_bars match for the default and a 10-step schedule")
+
+
+def _check_ddpm_loss(name: str, call: dict, loss, x0: torch.Tensor, schedule: dict, num_ts: int) -> None:
+    """t/T with t ∈ {1, …, T}; x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε with ε ~ N(0, I); loss = MSE(output, ε)."""
+    t_in, n = call["t"], x0.shape[0]
+    assert_true(t_in is not None and t_in.shape == (n,), f"Does {name} give the UNet one time per image?",
+                f"It gave {describe(t_in)} for {n} images.")
+    steps = t_in * num_ts
+    t = steps.round()
+    assert_true(float((steps - t).abs().max()) < 1e-3 and float(t.min()) >= 1 and float(t.max()) <= num_ts
+                and float(t_in.std()) > 0.15, f"Does {name} draw t uniformly from {{1, …, T}} "
+                f"(torch.randint(1, T + 1, …)) and give the UNet t/T?", f"With T={num_ts}, the UNet's times "
+                f"multiplied by T span [{float(steps.min()):.4g}, {float(steps.max()):.4g}].")
+    alpha_bars = torch.cumprod(1 - schedule["betas"].double(), dim=0)[t.long() - 1].reshape(-1, 1, 1, 1)
+    xt, x0 = call["x"], x0.double()
+    eps = (xt - alpha_bars.sqrt() * x0) / (1 - alpha_bars).sqrt()
+    stds = eps.flatten(1).std(dim=1)
+    worst = int((stds - 1).abs().argmax())
+    question = ("Is x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with ᾱ_t = alpha_bars[t − 1] (the cumulative product, "
+                "not α_t) and ε ~ N(0, I)?")
+    assert_true(float((stds - 1).abs().max()) < 0.15, question, f"For an image at t={int(t[worst])}, the noise "
+                f"implied by x_t, (x_t − sqrt(ᾱ_t)·x0)/sqrt(1 − ᾱ_t), has std {float(stds[worst]):.3g}.")
+    assert_normal(eps, question, "The noise implied by x_t")
+    assert_loss(name, loss, F.mse_loss(xt, eps), "Is the loss the mean squared error between the UNet's output "
+                "and the noise ε that was added?",
+                [("Is the target the noise ε (the UNet predicts ε)? Your loss compares the output with x0.",
+                  F.mse_loss(xt, x0))])
+
+
+@public_check
+def check_ddpm_forward(ddpm_forward) -> None:
+    """On a probe UNet with the default 300-step schedule: t, x_t and the loss read back."""
+    probe, x0, schedule = Probe("time"), digits(N_LOSS), ref_ddpm.ddpm_schedule()
+    with quiet():
+        loss = ddpm_forward(probe, schedule, x0.clone(), num_ts=300, generator=generator())
+    _check_ddpm_loss("ddpm_forward", only_call("ddpm_forward", probe, x0.shape), loss, x0, schedule, 300)
+    passed("ddpm_forward: t, x_t and the loss read back from the UNet's inputs are right")
+
+
+@public_check
+def check_class_ddpm_forward(class_ddpm_forward) -> None:
+    """As ddpm_forward, plus one-hot classes dropped with probability p_uncond."""
+    probe, x0, labels, schedule = Probe("class"), digits(N_LOSS), torch.arange(N_LOSS) % 10, ref_ddpm.ddpm_schedule()
+    with quiet():
+        loss = class_ddpm_forward(probe, schedule, x0.clone(), labels.clone(), p_uncond=P_UNCOND, num_ts=300,
+                                  generator=generator())
+    call = only_call("class_ddpm_forward", probe, x0.shape)
+    _check_classes("class_ddpm_forward", call, labels, P_UNCOND)
+    _check_ddpm_loss("class_ddpm_forward", call, loss, x0, schedule, 300)
+    passed("class_ddpm_forward: classes, dropout, t, x_t and the loss read back from the UNet's inputs are right")
+
+
+_DDPM_STEP = ("Does each step compute x̂0 and the posterior mean with ᾱ_t and ᾱ_{t−1} (ᾱ_0 = 1), and add "
+              "sqrt(β_t)·z with z drawn from the generator before the UNet call, for t > 1 only?")
+SAMPLER_SCHEDULE = dict(beta1=0.01, beta2=0.2, num_ts=6)  # short, with enough noise per step to matter
+
+
+@public_check
+def check_ddpm_sample(ddpm_sample) -> None:
+    """Six ancestral steps of a small reference UNet (conditioning="ddpm"), same generator as the reference."""
+    unet, n, schedule = sampler_unet(ref_unet.TimeConditionalUNet, conditioning="ddpm"), 3, \
+        ref_ddpm.ddpm_schedule(**SAMPLER_SCHEDULE)
+    num_ts = SAMPLER_SCHEDULE["num_ts"]
+    with quiet():
+        expected = ref_ddpm.ddpm_sample(unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+        with recording(unet, ModuleCalls(time_index=1)) as calls:
+            actual = ddpm_sample(unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+    check_sampler("ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
+                  "t/T for t = T, T − 1, …, 1", n, _DDPM_STEP)
+    passed("ddpm_sample: 6 ancestral steps match the reference on a small UNet")
+
+
+@public_check
+def check_class_ddpm_sample(class_ddpm_sample) -> None:
+    """Six guided ancestral steps (γ = 3) of a small reference class-conditioned UNet."""
+    unet = sampler_unet(ref_unet.ClassConditionalUNet, conditioning="ddpm")
+    labels, scale, schedule = torch.tensor([3, 7, 0]), 3.0, ref_ddpm.ddpm_schedule(**SAMPLER_SCHEDULE)
+    num_ts = SAMPLER_SCHEDULE["num_ts"]
+
+    def sample(guidance):
+        return ref_ddpm.class_ddpm_sample(unet, schedule, labels, img_wh=(28, 28), num_ts=num_ts,
+                                          guidance_scale=guidance, generator=generator())
+
+    with quiet():
+        expected = sample(scale)
+        with recording(unet, ModuleCalls(time_index=2)) as calls:
+            actual = class_ddpm_sample(unet, schedule, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
+                                       guidance_scale=scale, generator=generator())
+        hypotheses = [] if close(actual, expected, loose=True) else _cfg_hypotheses(sample, scale)
+    check_sampler("class_ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
+                  "t/T for t = T, T − 1, …, 1", len(labels),
+                  "Does each step use ε̂ = ε_u + γ·(ε_c − ε_u), ε_u from the zero class vector? " + _DDPM_STEP,
+                  hypotheses)
+    passed("class_ddpm_sample: 6 guided ancestral steps match the reference on a small UNet")

@@ -1,0 +1,528 @@
+"""The public checks of the notebooks: each passes on the reference, fails with a question on a typical
+mistake, lets a stub's NotImplementedError through, accepts correct alternatives and writes nothing to
+stderr (nbgrader scores a cell 0 when anything reaches it)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+
+from autograder import public
+from reference import ddpm as DD
+from reference import denoise as D
+from reference import denoiser as DN
+from reference import editing as E
+from reference import flow_matching as FM
+from reference import illusions as I
+from reference import unet as U
+
+MODULES = (D, E, I, U, DN, FM, DD)
+
+
+def reference_object(name: str):
+    return next(getattr(m, name) for m in MODULES if hasattr(m, name))
+
+
+def test_every_graded_name_has_a_check_and_a_reference():
+    assert set(public.CHECKS) == set(public.PART_A) | set(public.PART_B)
+    for name, check in public.CHECKS.items():
+        assert check.__name__ == f"check_{name}" and callable(reference_object(name))
+
+
+@pytest.mark.parametrize("name", public.PART_A + public.PART_B)
+def test_check_passes_on_the_reference(name, capfd):
+    public.CHECKS[name](reference_object(name))
+    out, err = capfd.readouterr()
+    assert err == ""
+    assert out.startswith(f"\u2713 {name}") and out.count("\n") == 1, out
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+class StubInit(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class StubForward(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize("name", public.PART_A + public.PART_B)
+def test_stub_fails_with_not_implemented(name, capfd):
+    stubs = (StubInit, StubForward) if isinstance(reference_object(name), type) else (stub,)
+    for student in stubs:
+        with pytest.raises(NotImplementedError):
+            public.CHECKS[name](student)
+    assert capfd.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Typical mistakes, Part A (signatures as in reference)
+
+
+def forward_without_sqrt(x0, t, alphas_cumprod, noise=None, generator=None):
+    noise = torch.randn(x0.shape, generator=generator) if noise is None else noise
+    return alphas_cumprod[t] * x0 + (1 - alphas_cumprod[t]) * noise
+
+
+def forward_ignoring_generator(x0, t, alphas_cumprod, noise=None, generator=None):
+    noise = torch.randn_like(x0) if noise is None else noise
+    return alphas_cumprod[t] ** 0.5 * x0 + (1 - alphas_cumprod[t]) ** 0.5 * noise
+
+
+def estimate_x0_multiplied(xt, eps, t, alphas_cumprod):
+    return (xt - (1 - alphas_cumprod[t]) ** 0.5 * eps) * alphas_cumprod[t] ** 0.5
+
+
+def one_step_from_variance(unet, xt, t, prompt_embeds, alphas_cumprod):
+    _, variance = D.predict_noise(unet, xt, t, prompt_embeds)
+    return D.estimate_x0(xt, variance, t, alphas_cumprod)
+
+
+def denoise_step_mean_one_step_alpha(xt, x0_hat, t, t_prev, alphas_cumprod):
+    alpha_bar, alpha_bar_prev = alphas_cumprod[t], alphas_cumprod[t_prev]
+    alpha = alpha_bar / alphas_cumprod[t - 1]  # the scheduler's one-step α_t, not the strided one
+    return alpha_bar_prev**0.5 * (1 - alpha) / (1 - alpha_bar) * x0_hat \
+        + alpha**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt
+
+
+def iterative_denoise_without_variance(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None):
+    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+        eps, _ = D.predict_noise(unet, xt, t, prompt_embeds)
+        xt = D.denoise_step_mean(xt, D.estimate_x0(xt, eps, t, scheduler.alphas_cumprod), t, t_prev,
+                                 scheduler.alphas_cumprod)
+    return xt
+
+
+def iterative_denoise_from_zero(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None):
+    return D.iterative_denoise(unet, scheduler, xt, 0, prompt_embeds, timesteps, generator=generator)
+
+
+def cfg_noise_two_calls(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale=7.0, wrong_branch=False):
+    eps_c, variance_c = D.predict_noise(unet, xt, t, prompt_embeds)
+    eps_u, _ = D.predict_noise(unet, xt, t, uncond_prompt_embeds)
+    if wrong_branch:
+        return eps_c + scale * (eps_u - eps_c), variance_c
+    return eps_u + scale * (eps_c - eps_u), variance_c
+
+
+def cfg_noise_wrong_branch(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale=7.0):
+    return cfg_noise_two_calls(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale, wrong_branch=True)
+
+
+def cfg_noise_unconditional_variance(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale=7.0):
+    eps, _ = D.cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
+    return eps, D.predict_noise(unet, xt, t, uncond_prompt_embeds)[1]
+
+
+def cfg_loop(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0, generator=None,
+             noise_fn=cfg_noise_two_calls):
+    D.set_strided_timesteps(scheduler, timesteps)
+    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+        eps, variance = noise_fn(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
+        xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
+    return xt
+
+
+def cfg_loop_wrong_branch(*args, **kwargs):
+    return cfg_loop(*args, **kwargs, noise_fn=cfg_noise_wrong_branch)
+
+
+def sdedit_without_noising(unet, scheduler, x_orig, i_start, prompt_embeds, uncond_prompt_embeds, timesteps,
+                           scale=7.0, generator=None):
+    return D.iterative_denoise_cfg(unet, scheduler, x_orig, i_start, prompt_embeds, uncond_prompt_embeds, timesteps,
+                                   scale=scale, generator=generator)
+
+
+def inpaint_inverted_mask(unet, scheduler, x_orig, mask, *args, **kwargs):
+    return E.inpaint(unet, scheduler, x_orig, 1 - mask, *args, **kwargs)
+
+
+def anagram_not_undone(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view=I.flip_view, scale=7.0,
+                       generator=None, callback=None):
+    return I.visual_anagram(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view=(view[0], I.identity),
+                            scale=scale, generator=generator)
+
+
+def anagram_mean_variance(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view=I.flip_view, scale=7.0,
+                          generator=None, callback=None):
+    """A correct alternative: two separate CFG calls and the average of both branches' variances."""
+    view_fn, inverse = view
+    D.set_strided_timesteps(scheduler, timesteps)
+    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+        eps_1, var_1 = D.cfg_noise(unet, xt, t, p1, uncond, scale)
+        eps_2, var_2 = D.cfg_noise(unet, view_fn(xt), t, p2, uncond, scale)
+        eps = (eps_1 + inverse(eps_2)) / 2
+        xt = D.denoise_step(scheduler, xt, eps, (var_1 + inverse(var_2)) / 2, t, t_prev, generator)
+    return xt
+
+
+def hybrids_swapped(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33, sigma=2.0,
+                    generator=None, callback=None):
+    return I.make_hybrids(unet, scheduler, xt, i_start, high, low, uncond, timesteps, scale=scale,
+                          kernel_size=kernel_size, sigma=sigma, generator=generator)
+
+
+def hybrids_separate_calls(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33,
+                           sigma=2.0, generator=None, callback=None):
+    """A correct alternative: separate CFG calls, the low prompt's variance."""
+    D.set_strided_timesteps(scheduler, timesteps)
+    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+        eps_low, variance = D.cfg_noise(unet, xt, t, low, uncond, scale)
+        eps_high, _ = D.cfg_noise(unet, xt, t, high, uncond, scale)
+        eps = I.lowpass(eps_low, kernel_size, sigma) + I.highpass(eps_high, kernel_size, sigma)
+        xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
+    return xt
+
+
+PART_A_MISTAKES = [
+    ("forward", forward_without_sqrt, "sqrt"),
+    ("forward", forward_ignoring_generator, "generator"),
+    ("forward", lambda x0, t, ab, noise=None, generator=None: D.forward(x0, t, ab, noise=torch.rand(
+        x0.shape, generator=generator) if noise is None else noise), "N(0, I)"),
+    ("estimate_x0", estimate_x0_multiplied, "invert"),
+    ("one_step_denoise", one_step_from_variance, "first 3 output channels"),
+    ("strided_timesteps", lambda start=990, stride=30: list(range(start, 0, -stride)), "including"),
+    ("denoise_step_mean", denoise_step_mean_one_step_alpha, "strided"),
+    ("iterative_denoise", iterative_denoise_without_variance, "add_variance"),
+    ("iterative_denoise", iterative_denoise_from_zero, "should see t"),
+    ("cfg_noise", cfg_noise_wrong_branch, "ε_u + γ"),
+    ("cfg_noise", cfg_noise_unconditional_variance, "conditional branch"),
+    ("iterative_denoise_cfg", cfg_loop_wrong_branch, "starts from the conditional"),
+    ("sdedit", sdedit_without_noising, "first noise x_orig"),
+    ("inpaint", inpaint_inverted_mask, "mask = 0"),
+    ("flip_upside_down", lambda x: torch.flip(x, dims=[3]), "left-right"),
+    ("rot90_ccw", lambda x: torch.rot90(x, -1, dims=(2, 3)), "clockwise quarter-turn"),
+    ("rot90_cw", lambda x: torch.rot90(x, 1, dims=(2, 3)), "counter-clockwise"),
+    ("negate", lambda x: 1 - x, "1 − x"),
+    ("visual_anagram", anagram_not_undone, "without undoing"),
+    ("lowpass", lambda x, kernel_size=33, sigma=2.0: TF.gaussian_blur(x, kernel_size, 1.0), "sigma"),
+    ("highpass", lambda x, kernel_size=33, sigma=2.0: x - I.lowpass(x), "highpass"),
+    ("make_hybrids", hybrids_swapped, "swapped"),
+]
+PART_A_ALTERNATIVES = [
+    ("forward", lambda x0, t, ab, noise=None, generator=None: x0 * ab[t].sqrt() + (1 - ab[t]).sqrt() * (
+        torch.randn(x0.shape, generator=generator) if noise is None else noise)),
+    ("cfg_noise", cfg_noise_two_calls),
+    ("iterative_denoise_cfg", cfg_loop),
+    ("visual_anagram", anagram_mean_variance),
+    ("make_hybrids", hybrids_separate_calls),
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Typical mistakes, Part B
+
+
+class ConvWithoutBatchNorm(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class DownConvStrideOne(U.DownConv):
+    def __init__(self, in_channels, out_channels):
+        super().__init__(in_channels, out_channels)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+
+
+class UpConvKernel3(U.UpConv):
+    def __init__(self, in_channels, out_channels):
+        super().__init__(in_channels, out_channels)
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1)
+
+
+class FlattenWithoutGELU(U.Flatten):
+    def forward(self, x):
+        return self.pool(x)
+
+
+class UnflattenGELUFirst(U.Unflatten):
+    def forward(self, x):
+        return self.norm(self.act(self.conv(x)))
+
+
+class ConcatSwapped(U.Concat):
+    def forward(self, x, y):
+        return torch.cat([y, x], dim=1)
+
+
+class ConvBlockSingle(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv1 = U.Conv(in_channels, out_channels)
+
+    def forward(self, x):
+        return self.conv1(x)
+
+
+class DownBlockConvFirst(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.block = U.ConvBlock(in_channels, in_channels)
+        self.down = U.DownConv(in_channels, out_channels)
+
+    def forward(self, x):
+        return self.down(self.block(x))
+
+
+class UpBlockSequential(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.layers = nn.Sequential(U.UpConv(in_channels, out_channels), U.ConvBlock(out_channels, out_channels))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class FCBlockWithoutGELU(U.FCBlock):
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+
+
+class UNetSkipSwapped(U.UnconditionalUNet):
+    def forward(self, x):
+        e1 = self.conv_in(x)
+        e2 = self.down1(e1)
+        e3 = self.down2(e2)
+        u0 = self.unflatten(self.flatten(e3))
+        u1 = self.up1(self.concat(u0, e3))  # skip and upsampled path in the wrong order
+        u2 = self.up2(self.concat(e2, u1))
+        return self.head(self.conv_out(self.concat(e1, u2)))
+
+
+class TimeUNetAlwaysAdditive(U.TimeConditionalUNet):
+    def __init__(self, in_channels=1, num_hiddens=64, conditioning="fm"):
+        super().__init__(in_channels, num_hiddens, "ddpm")
+
+
+class ClassUNetIgnoringMask(U.ClassConditionalUNet):
+    def forward(self, x, c, t, mask=None):
+        return super().forward(x, c, t)
+
+
+def add_noise_sigma_squared(x, sigma, noise=None, generator=None):
+    noise = torch.randn(x.shape, generator=generator) if noise is None else noise
+    return x + sigma**2 * noise
+
+
+def denoiser_loss_on_noise(unet, x, sigma=0.5, generator=None):
+    eps = torch.randn(x.shape, generator=generator)
+    return F.mse_loss(unet(x + sigma * eps), eps)
+
+
+def denoiser_loss_randn_like(unet, x, sigma=0.5, generator=None):
+    """A correct alternative: ignores the generator."""
+    return F.mse_loss(unet(x + sigma * torch.randn_like(x)), x)
+
+
+def pure_noise_loss_with_x(unet, x, generator=None):
+    return F.mse_loss(unet(x + torch.randn(x.shape, generator=generator)), x)
+
+
+def time_fm_forward_reversed(unet, x1, generator=None):
+    t = torch.rand(x1.shape[0], generator=generator)
+    x0 = torch.randn(x1.shape, generator=generator)
+    return F.mse_loss(unet(FM.interpolate(x0, x1, t), t), x0 - x1)
+
+
+def time_fm_forward_one_time(unet, x1, generator=None):
+    t = torch.rand(1, generator=generator).expand(x1.shape[0])
+    x0 = torch.randn(x1.shape, generator=generator)
+    return F.mse_loss(unet(FM.interpolate(x0, x1, t), t), x1 - x0)
+
+
+def time_fm_forward_noise_first(unet, x1, generator=None):
+    """A correct alternative: draws x0 before t, and t as (N, 1)."""
+    x0 = torch.randn(x1.shape, generator=generator)
+    t = torch.rand((x1.shape[0], 1), generator=generator)
+    xt = (1 - t[:, :, None, None]) * x0 + t[:, :, None, None] * x1
+    return ((unet(xt, t) - (x1 - x0)) ** 2).mean()
+
+
+def class_fm_forward_no_dropout(unet, x1, labels, p_uncond=0.1, generator=None):
+    return FM.class_fm_forward(unet, x1, labels, p_uncond=0.0, generator=generator)
+
+
+def class_fm_forward_mask_argument(unet, x1, labels, p_uncond=0.1, generator=None):
+    """A correct alternative: drops classes through the UNet's mask argument."""
+    n = x1.shape[0]
+    keep = (torch.rand(n, generator=generator) >= p_uncond).float()
+    t = torch.rand(n, generator=generator)
+    x0 = torch.randn(x1.shape, generator=generator)
+    return F.mse_loss(unet(FM.interpolate(x0, x1, t), FM.one_hot(labels), t, mask=keep), x1 - x0)
+
+
+def time_fm_sample_late_times(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None):
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)
+    with U.eval_mode(unet), torch.no_grad():
+        for i in range(num_ts):
+            x = x + unet(x, torch.full((num_samples,), (i + 1) / num_ts)) / num_ts
+    return x
+
+
+def time_fm_sample_train_mode(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None):
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)
+    for i in range(num_ts):
+        x = x + unet(x, torch.full((num_samples,), i / num_ts)).detach() / num_ts
+    return x
+
+
+def class_fm_sample_two_calls(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
+                              wrong_branch=False):
+    c = FM.one_hot(labels)
+    x = torch.randn((len(labels), 1, img_wh[1], img_wh[0]), generator=generator)
+    with U.eval_mode(unet), torch.no_grad():
+        for i in range(num_ts):
+            t = torch.full((len(labels),), i / num_ts)
+            u_c, u_u = unet(x, c, t), unet(x, torch.zeros_like(c), t)
+            u = u_c + guidance_scale * (u_u - u_c) if wrong_branch else u_u + guidance_scale * (u_c - u_u)
+            x = x + u / num_ts
+    return x
+
+
+def class_fm_sample_wrong_branch(*args, **kwargs):
+    return class_fm_sample_two_calls(*args, **kwargs, wrong_branch=True)
+
+
+def ddpm_schedule_shifted(beta1=1e-4, beta2=0.02, num_ts=300):
+    betas = torch.linspace(beta1, beta2, num_ts)
+    alpha_bars = torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)[:-1]])
+    return dict(betas=betas, alphas=1 - betas, alpha_bars=alpha_bars)
+
+
+def ddpm_forward_with(unet, schedule, x0, num_ts=300, generator=None, bars="alpha_bars", normalise=True,
+                      labels=None, p_uncond=0.0):
+    n = x0.shape[0]
+    c = None if labels is None else FM.drop_classes(FM.one_hot(labels), p_uncond, generator)
+    t = torch.randint(1, num_ts + 1, (n,), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator)
+    ab = schedule[bars][t - 1].reshape(n, 1, 1, 1)
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    t_in = t / num_ts if normalise else t.float()
+    return F.mse_loss(unet(xt, t_in) if c is None else unet(xt, c, t_in), eps)
+
+
+def class_ddpm_forward_with_alphas(unet, schedule, x0, labels, p_uncond=0.1, num_ts=300, generator=None):
+    return ddpm_forward_with(unet, schedule, x0, num_ts, generator, bars="alphas", labels=labels, p_uncond=p_uncond)
+
+
+def class_ddpm_forward_float32(unet, schedule, x0, labels, p_uncond=0.1, num_ts=300, generator=None):
+    """A correct alternative: the float32 schedule as given."""
+    return ddpm_forward_with(unet, schedule, x0, num_ts, generator, labels=labels, p_uncond=p_uncond)
+
+
+def ddpm_sample_noise_at_the_end(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None):
+    s = DD._schedule64(schedule, num_ts)
+    shape = (num_samples, 1, img_wh[1], img_wh[0])
+    x = torch.randn(shape, generator=generator)
+    with U.eval_mode(unet), torch.no_grad():
+        for t in range(num_ts, 0, -1):
+            z = torch.randn(shape, generator=generator)  # also at t = 1
+            x = DD.ddpm_step(s, t, x, unet(x, torch.full((num_samples,), t / num_ts)), z)
+    return x
+
+
+def class_ddpm_sample_wrong_branch(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0,
+                                   generator=None):
+    return DD.class_ddpm_sample(unet, schedule, labels, img_wh, num_ts, 1 - guidance_scale, generator)
+
+
+PART_B_MISTAKES = [
+    ("Conv", ConvWithoutBatchNorm, "parameters"),
+    ("DownConv", DownConvStrideOne, "shape"),
+    ("UpConv", UpConvKernel3, "shape"),
+    ("Flatten", FlattenWithoutGELU, "in that order"),
+    ("Unflatten", UnflattenGELUFirst, "in that order"),
+    ("Concat", ConcatSwapped, "first input first"),
+    ("ConvBlock", ConvBlockSingle, "parameters"),
+    ("DownBlock", DownBlockConvFirst, "parameters"),
+    ("UpBlock", UpBlockSequential, "missing: up.conv.weight"),
+    ("FCBlock", FCBlockWithoutGELU, "in that order"),
+    ("UnconditionalUNet", UNetSkipSwapped, "in that order"),
+    ("TimeConditionalUNet", TimeUNetAlwaysAdditive, "in that order"),
+    ("ClassConditionalUNet", ClassUNetIgnoringMask, "mask"),
+    ("add_noise", add_noise_sigma_squared, "x + σ·ε"),
+    ("denoiser_loss", denoiser_loss_on_noise, "clean digits x"),
+    ("pure_noise_loss", pure_noise_loss_with_x, "pure noise"),
+    ("interpolate", lambda x0, x1, t: FM.interpolate(x1, x0, t), "other way"),
+    ("flow_target", lambda x0, x1: x0 - x1, "from the noise x0 to the data x1"),
+    ("time_fm_forward", time_fm_forward_reversed, "x0 − x1"),
+    ("time_fm_forward", time_fm_forward_one_time, "U[0, 1]"),
+    ("class_fm_forward", class_fm_forward_no_dropout, "p_uncond"),
+    ("time_fm_sample", time_fm_sample_late_times, "i/num_ts"),
+    ("time_fm_sample", time_fm_sample_train_mode, "eval mode"),
+    ("class_fm_sample", class_fm_sample_wrong_branch, "starts from the conditional"),
+    ("ddpm_schedule", ddpm_schedule_shifted, "cumulative product"),
+    ("ddpm_forward", lambda *a, **k: ddpm_forward_with(*a, **k, bars="alphas"), "cumulative product"),
+    ("ddpm_forward", lambda *a, **k: ddpm_forward_with(*a, **k, normalise=False), "t/T"),
+    ("class_ddpm_forward", class_ddpm_forward_with_alphas, "cumulative product"),
+    ("ddpm_sample", ddpm_sample_noise_at_the_end, "t > 1 only"),
+    ("class_ddpm_sample", class_ddpm_sample_wrong_branch, "starts from the conditional"),
+]
+PART_B_ALTERNATIVES = [
+    ("denoiser_loss", denoiser_loss_randn_like),
+    ("time_fm_forward", time_fm_forward_noise_first),
+    ("class_fm_forward", class_fm_forward_mask_argument),
+    ("class_fm_sample", class_fm_sample_two_calls),
+    ("class_ddpm_forward", class_ddpm_forward_float32),
+]
+
+
+def case_id(case) -> str:
+    return f"{case[0]}-{getattr(case[1], '__name__', 'lambda')}"
+
+
+@pytest.mark.parametrize("name, wrong, phrase", PART_A_MISTAKES + PART_B_MISTAKES,
+                         ids=[case_id(m) for m in PART_A_MISTAKES + PART_B_MISTAKES])
+def test_typical_mistake_fails_with_a_question(name, wrong, phrase, capfd):
+    with pytest.raises(AssertionError) as failure:
+        public.CHECKS[name](wrong)
+    message = str(failure.value)
+    assert "?" in message and phrase in message, message
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name, alternative", PART_A_ALTERNATIVES + PART_B_ALTERNATIVES,
+                         ids=[case_id(m) for m in PART_A_ALTERNATIVES + PART_B_ALTERNATIVES])
+def test_correct_alternative_passes(name, alternative, capfd):
+    public.CHECKS[name](alternative)
+    out, err = capfd.readouterr()
+    assert err == "" and out.startswith("\u2713")
+
+
+def test_warnings_and_stderr_of_student_code_do_not_reach_stderr(capfd):
+    def noisy_forward(*args, **kwargs):
+        warnings.warn("a warning from student code")
+        print("progress", file=sys.stderr)
+        return D.forward(*args, **kwargs)
+
+    public.check_forward(noisy_forward)
+    assert capfd.readouterr().err == ""
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    public.check_Conv(U.Conv)
+    public.check_one_step_denoise(D.one_step_denoise)
+    assert torch.equal(torch.rand(3), expected)
