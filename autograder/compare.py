@@ -177,7 +177,7 @@ def fit_coefficients(y: torch.Tensor, *bases: torch.Tensor) -> list[float]:
 
 
 def linear_form(actual, bases: dict) -> str:
-    """``; your result ≈ 1.43·x_t − 1.02·ε̂`` when ``actual`` is (nearly) a linear mix of ``bases``, else ``""``."""
+    """``, your result ≈ 1.43·x_t − 1.02·ε̂`` when ``actual`` is (nearly) a linear mix of ``bases``, else ``""``."""
     ref_tensor = next(iter(bases.values()))
     if tensor_problem(actual, ref_tensor, check_dtype=False) is not None:
         return ""
@@ -186,7 +186,7 @@ def linear_form(actual, bases: dict) -> str:
     if float((actual.double() - fitted).abs().max()) > 1e-3 * max(float(actual.abs().max()), 1.0):
         return ""
     terms = " ".join(f"{'−' if c < 0 else '+'} {abs(c):.3g}·{n}" for c, n in zip(coeffs, bases))
-    return f"; your result ≈ {terms.lstrip('+ ')}"
+    return f", your result ≈ {terms.lstrip('+ ')}"
 
 
 def fmt(values, digits: int = 3) -> str:

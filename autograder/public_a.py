@@ -136,7 +136,8 @@ def check_strided_timesteps(strided_timesteps) -> None:
         call = f"strided_timesteps({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         shown = actual if len(actual) <= 8 else actual[:3] + ["…"] + actual[-3:]
         assert_true(actual == expected, "Does strided_timesteps list start, start − stride, …, down to and including "
-                    "0, noisiest first?", f"{call} returned {len(actual)} timesteps: {shown}.")
+                    "0, noisiest first?", f"It returned {len(actual)} timesteps for {call}: "
+                    f"[{', '.join(str(t) for t in shown)}].")
     passed("strided_timesteps: 990, 960, …, 30, 0 and other strides are right")
 
 

@@ -116,7 +116,7 @@ def _check_filter(name: str, student, reference, question: str, hypotheses) -> N
             if same_shape and close(actual[..., k:-k, k:-k], expected[..., k:-k, k:-k]):
                 raise AssertionError(f"{question} In {call}, the result is right away from the border but not within "
                                      f"{k} pixels of it: pad like torchvision's gaussian_blur (reflect).")
-        assert_close(actual, expected, question, name="the filtered image", context=f"In {call}")
+        assert_close(actual, expected, question, name=call)
     passed(f"{name}: right with the default kernel (33, σ 2) and with kernel_size=9, sigma=1.5")
 
 

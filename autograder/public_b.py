@@ -95,7 +95,7 @@ def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dic
                              f"instructions do ({layout}): {key_report(student, reference)}.") from None
     with quiet(), torch.no_grad():
         actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
-    assert_close(actual, expected, f"Does {call} apply {layout}, in that order?", name="its output",
+    assert_close(actual, expected, f"Does {call} compute {layout}?", name="its output",
                  context="With the reference's weights and BatchNorm statistics, in eval mode")
 
 

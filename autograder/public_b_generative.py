@@ -55,7 +55,7 @@ def check_flow_target(flow_target) -> None:
     with quiet():
         actual = flow_target(x0.clone(), x1.clone())
     assert_close(actual, ref_fm.flow_target(x0, x1), "Is the target the velocity of the straight path from the "
-                 "noise x0 to the data x1?", name="u", context=linear_form(actual, {"x0": x0, "x1": x1}).lstrip("; "))
+                 "noise x0 to the data x1?", name="u", context=linear_form(actual, {"x0": x0, "x1": x1}).lstrip(", "))
     passed("flow_target: the velocity matches")
 
 

@@ -450,15 +450,15 @@ PART_B_MISTAKES = [
     ("Conv", ConvWithoutBatchNorm, "parameters"),
     ("DownConv", DownConvStrideOne, "shape"),
     ("UpConv", UpConvKernel3, "shape"),
-    ("Flatten", FlattenWithoutGELU, "in that order"),
-    ("Unflatten", UnflattenGELUFirst, "in that order"),
+    ("Flatten", FlattenWithoutGELU, "in eval mode"),
+    ("Unflatten", UnflattenGELUFirst, "in eval mode"),
     ("Concat", ConcatSwapped, "first input first"),
     ("ConvBlock", ConvBlockSingle, "parameters"),
     ("DownBlock", DownBlockConvFirst, "parameters"),
     ("UpBlock", UpBlockSequential, "missing: up.conv.weight"),
-    ("FCBlock", FCBlockWithoutGELU, "in that order"),
-    ("UnconditionalUNet", UNetSkipSwapped, "in that order"),
-    ("TimeConditionalUNet", TimeUNetAlwaysAdditive, "in that order"),
+    ("FCBlock", FCBlockWithoutGELU, "in eval mode"),
+    ("UnconditionalUNet", UNetSkipSwapped, "in eval mode"),
+    ("TimeConditionalUNet", TimeUNetAlwaysAdditive, "in eval mode"),
     ("ClassConditionalUNet", ClassUNetIgnoringMask, "mask"),
     ("add_noise", add_noise_sigma_squared, "x + σ·ε"),
     ("denoiser_loss", denoiser_loss_on_noise, "clean digits x"),
@@ -526,3 +526,45 @@ def test_checks_leave_the_global_random_state_alone():
     public.check_Conv(U.Conv)
     public.check_one_step_denoise(D.one_step_denoise)
     assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The comparison helpers the checks (and the autograder) share
+
+
+def test_tolerance_follows_the_coarsest_dtype():
+    from autograder.compare import TOLERANCES, tolerance
+
+    assert tolerance(torch.float32, torch.float16) == TOLERANCES[torch.float16]
+    assert tolerance(torch.float32) == TOLERANCES[torch.float32]
+    assert tolerance(torch.float32, loose=True)[0] > TOLERANCES[torch.float32][0]
+
+
+def test_difference_says_how_far_and_where():
+    from autograder.compare import difference
+
+    expected = torch.zeros(2, 3, 4, 5)
+    actual = expected.clone()
+    actual[1, 2, 3, 4] = 0.5
+    diff = difference(actual, expected, rtol=1e-4, atol=1e-5)
+    assert not diff.ok and diff.num_bad == 1 and diff.max_abs == 0.5
+    assert "image 1, channel 2, row 3, column 4" in diff.sentence()
+    assert difference(expected, expected, 1e-4, 1e-5).ok
+
+
+def test_assert_close_names_nan_shape_and_dtype():
+    from autograder.compare import assert_close
+
+    expected = torch.ones(2, 3)
+    cases = [(torch.full((2, 3), float("nan")), "NaN"), (torch.ones(3, 2), "shape (3, 2)"),
+             (torch.ones(2, 3, dtype=torch.float64), "dtype float64"), ([1.0], "torch.Tensor")]
+    for actual, phrase in cases:
+        with pytest.raises(AssertionError, match="^Is it right\\?") as failure:
+            assert_close(actual, expected, "Is it right?")
+        assert phrase in str(failure.value)
+    assert_close(expected.half(), expected, "Is it right?", check_dtype=False)
+
+
+def test_a_check_reports_nans_from_student_code():
+    with pytest.raises(AssertionError, match="NaN"):
+        public.check_estimate_x0(lambda xt, eps, t, alphas_cumprod: xt * float("nan"))
