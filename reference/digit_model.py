@@ -42,38 +42,42 @@ class DigitModelConfig:
     seed: int = 0  # seeds the UNet's initialisation and the training generator
     text_seed: int = 0  # seed of the tiny T5 that makes the prompt embeddings
     sample_size: int = 32  # image side; MNIST's 28×28 is resized to it
-    block_out_channels: tuple[int, ...] = (24, 48, 64)  # 32×32 (no attention), 16×16 and 8×8 (attention)
+    block_out_channels: tuple[int, ...] = (24, 48, 64)  # channels at 32×32, 16×16 and 8×8
+    attention_levels: int = 2  # the lowest-resolution levels with cross-attention blocks (16×16 and 8×8)
     layers_per_block: int = 1  # resnets per down level (up levels get one more, as in diffusers)
     attention_head_dim: int = 16  # 3 heads at 16×16, 4 at 8×8
     cross_attention_dim: int = 64  # width of the projected text tokens (multiple of 32: group-norm'ed)
     norm_num_groups: int = 8  # group norm in the resnets
     batch_size: int = 32  # digits per step
-    steps: int = 3000  # optimiser steps; the learning rate is constant after warm-up, so a shorter run is a prefix
-    lr: float = 1e-3  # AdamW learning rate, after a linear warm-up
+    steps: int = 3000  # optimiser steps; with a constant learning rate a shorter run is a prefix
+    lr: float = 1e-3  # AdamW peak learning rate, after a linear warm-up
     warmup_steps: int = 200  # linear learning-rate warm-up
+    cosine_decay: bool = False  # True: after warm-up, a cosine from lr down to 0 at `steps` (tried: worse, see README)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # gradient-norm clipping
     ema_decay: float = 0.999  # EMA of the weights (the EMA weights are the ones saved)
     vlb_weight: float = 1.0  # λ·T of the hybrid loss (0.001 · 1000)
-    p_uncond: float = 0.15  # prompt dropout: probability of training a digit with the empty prompt
+    p_uncond: float = 0.15  # prompt dropout: probability of training a digit with the empty prompt (CFG's ε_u)
     full_mnist: bool = False  # False: the offline 4,000-digit split of reference.data; True: torchvision MNIST
     checkpoint_every: int = 100  # steps between resumable checkpoints
-    threads: int = 1  # torch CPU threads: 1 is fastest on a shared 2-core machine (results can depend on it)
+    threads: int = 1  # torch CPU threads (the last bits of the weights can depend on it)
 
 
 def build_digit_unet(config: DigitModelConfig, text_width: int):
     """IF stage 1's UNet at MNIST size: 3 → 6 channels, ResnetDownsample + SimpleCrossAttn blocks."""
     from diffusers import UNet2DConditionModel
 
-    levels = len(config.block_out_channels)
+    levels, attn = len(config.block_out_channels), config.attention_levels
+    if not 0 <= attn <= levels:
+        raise ValueError(f"attention_levels must be in [0, {levels}], but got {attn}.")
     torch.manual_seed(config.seed)
     return UNet2DConditionModel(
         sample_size=config.sample_size,
         in_channels=3,
         out_channels=6,  # 3 for ε, 3 for the learned-range variance v
-        down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * (levels - 1),
+        down_block_types=("ResnetDownsampleBlock2D",) * (levels - attn) + ("SimpleCrossAttnDownBlock2D",) * attn,
         mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        up_block_types=("SimpleCrossAttnUpBlock2D",) * (levels - 1) + ("ResnetUpsampleBlock2D",),
+        up_block_types=("SimpleCrossAttnUpBlock2D",) * attn + ("ResnetUpsampleBlock2D",) * (levels - attn),
         block_out_channels=tuple(config.block_out_channels),
         layers_per_block=config.layers_per_block,
         cross_attention_dim=config.cross_attention_dim,
@@ -168,6 +172,16 @@ def hybrid_loss(model_output, x0, xt, eps, t, alphas_cumprod, vlb_weight: float 
     return mse + vlb_weight * vlb
 
 
+def learning_rate(config: DigitModelConfig, step: int) -> float:
+    """Linear warm-up to ``config.lr`` over ``warmup_steps``, then constant or a cosine down to 0 at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if not config.cosine_decay:
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def digit_pipeline(unet):
     """An ``IFPipeline`` holding only the UNet and the stage-1 scheduler (as DeepFloyd with text_encoder=None)."""
     from diffusers import IFPipeline
@@ -181,23 +195,25 @@ def digit_pipeline(unet):
 
 
 def train_digit_model(config: DigitModelConfig, out_dir, resume: bool = False, max_minutes: float | None = None,
-                      device: str = "cpu", log=print) -> Path:
+                      device: str = "cpu", log=print, progress: bool = False) -> Path:
     """Train the digit model and save it as a pipeline directory in ``out_dir``; returns ``out_dir``.
 
     A checkpoint ``out_dir/checkpoint.pt`` is written every ``config.checkpoint_every`` steps and deleted
     when training finishes; ``resume=True`` continues from it bit-exactly. ``max_minutes`` stops early
-    (and keeps the checkpoint) so a long run can be split over several calls.
+    (and keeps the checkpoint) so a long run can be split over several calls. ``progress`` shows a
+    tqdm bar (steps, running loss) on stderr; ``log`` gets a line every 50 steps either way.
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, Path(out_dir), resume, max_minutes, device, log)
+        return _train(config, Path(out_dir), resume, max_minutes, device, log, progress)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, device, log) -> Path:
+def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, device, log, progress) -> Path:
     from safetensors.torch import save_file
+    from tqdm.auto import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -216,7 +232,7 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
     step, seconds = 0, 0.0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if {**state["config"], "steps": config.steps} != asdict(config):
+        if state["config"] != asdict(config):
             raise ValueError(f"The checkpoint {ckpt_path} was written with another config; delete it or match it.")
         unet.load_state_dict(state["unet"]), opt.load_state_dict(state["opt"])
         ema, step, seconds = state["ema"], state["step"], state["seconds"]
@@ -224,6 +240,7 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
         log(f"resumed at step {step} ({seconds / 60:.1f} min trained)")
 
     start, losses = time.time() - seconds, []
+    bar = tqdm(total=config.steps, initial=step, desc="train-mini", unit="step", disable=not progress)
     while step < config.steps:
         # 1. a batch of digits with their prompts; p_uncond of them get the empty prompt
         idx = torch.randint(0, len(images), (config.batch_size,), generator=gen, device=device)
@@ -239,7 +256,7 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
         out = unet(xt, t, encoder_hidden_states=text).sample
         loss = hybrid_loss(out, x0, xt, eps, t, alphas_cumprod, config.vlb_weight).mean()
         for group in opt.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+            group["lr"] = learning_rate(config, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
@@ -251,6 +268,8 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
                 ema[k].lerp_(v, 1 - decay)
         step += 1
         losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if step % 50 == 0:
             log(f"step {step}/{config.steps}  loss {sum(losses) / len(losses):.4f}  {time.time() - start:.0f}s")
             losses = []
@@ -261,9 +280,11 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
             torch.save(state, str(ckpt_path) + ".tmp")
             os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         if stop and step < config.steps:
+            bar.close()
             log(f"stopped after {max_minutes} min at step {step}; resume with resume=True")
             return out_dir
 
+    bar.close()
     unet.load_state_dict(ema)
     digit_pipeline(unet.eval().cpu()).save_pretrained(out_dir, safe_serialization=True)
     save_file({p: e.contiguous() for p, e in embeds.items()}, out_dir / "prompt_embeds.safetensors")

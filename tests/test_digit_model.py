@@ -119,6 +119,20 @@ def test_config_builds_the_shipped_architecture(digit_pipe):
     unet = build_digit_unet(DigitModelConfig(), text_width=digit_pipe.unet.config.encoder_hid_dim)
     assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in digit_pipe.unet.parameters())
     assert list(unet.config.block_out_channels) == list(digit_pipe.unet.config.block_out_channels)
+    assert list(unet.config.down_block_types) == list(digit_pipe.unet.config.down_block_types)
+    assert list(unet.config.up_block_types) == list(digit_pipe.unet.config.up_block_types)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_on_a_cosine():
+    from dataclasses import replace
+
+    from reference.digit_model import learning_rate
+
+    config = replace(DigitModelConfig(), lr=1e-3, warmup_steps=10, steps=110, cosine_decay=True)
+    assert learning_rate(config, 0) == pytest.approx(1e-4) and learning_rate(config, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 60) == pytest.approx(5e-4)  # half-way through the cosine
+    assert learning_rate(config, 110) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(replace(config, cosine_decay=False), 100) == 1e-3
 
 
 @needs_model

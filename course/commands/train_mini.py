@@ -15,7 +15,12 @@ from pathlib import Path
 def run(args) -> int:
     from dataclasses import replace
 
+    from tqdm.auto import tqdm
+
     from reference.digit_model import DigitModelConfig, train_digit_model
+
+    def tqdm_write(line: str) -> None:  # log lines that do not break the progress bar
+        tqdm.write(line)
 
     config = DigitModelConfig()
     changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
@@ -25,7 +30,8 @@ def run(args) -> int:
         print(f"course train-mini: {out} already holds a model; pass --force to overwrite it.", file=sys.stderr)
         return 2
     try:
-        train_digit_model(config, out, resume=args.resume, max_minutes=args.minutes, device=args.device)
+        train_digit_model(config, out, resume=args.resume, max_minutes=args.minutes, device=args.device,
+                          progress=not args.no_progress, log=tqdm_write)
     except ValueError as err:
         print(f"course train-mini: {err}", file=sys.stderr)
         return 2
@@ -48,4 +54,5 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: DigitModelConfig.threads)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in OUT")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     parser.set_defaults(func=run)
