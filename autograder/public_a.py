@@ -27,7 +27,6 @@ from autograder.compare import (
     linear_form,
     passed,
     public_check,
-    quiet,
     tensor_problem,
 )
 from autograder.fixtures import BATCH, SIZE, UNetCalls, generator, recording, tiny_scheduler, tiny_unet
@@ -65,15 +64,14 @@ def check_forward(forward) -> None:
     inp, alphas_cumprod = inputs(), tiny_scheduler().alphas_cumprod
     question = ("Does forward compute x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with ᾱ_t = alphas_cumprod[t] "
                 "(it scales the image as well as adding noise)?")
-    with quiet():
-        for t in (500, 30):
-            expected = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-            actual = forward(inp["x0"].clone(), t, alphas_cumprod, noise=inp["noise"].clone())
-            hint = linear_form(actual, {"x0": inp["x0"], "ε": inp["noise"]})
-            assert_close(actual, expected, question, name="x_t", context=f"At t={t} with the noise given{hint}")
-        t, alpha_bar = 500, float(alphas_cumprod[500])
-        first = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(7))
-        again = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(7))
+    for t in (500, 30):
+        expected = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        actual = forward(inp["x0"].clone(), t, alphas_cumprod, noise=inp["noise"].clone())
+        hint = linear_form(actual, {"x0": inp["x0"], "ε": inp["noise"]})
+        assert_close(actual, expected, question, name="x_t", context=f"At t={t} with the noise given{hint}")
+    t, alpha_bar = 500, float(alphas_cumprod[500])
+    first = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(7))
+    again = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(7))
     problem = tensor_problem(first, inp["x0"], "x_t")
     assert_true(problem is None, "When noise is None, does forward return x_t of x0's shape and dtype?", f"{problem}.")
     implied = (first.double() - alpha_bar**0.5 * inp["x0"].double()) / (1 - alpha_bar) ** 0.5
@@ -93,31 +91,29 @@ def check_estimate_x0(estimate_x0) -> None:
     inp, alphas_cumprod = inputs(), tiny_scheduler().alphas_cumprod
     eps = 0.8 * inp["noise"] + 0.2 * inp["x0"]  # a noise estimate that is not the true noise
     question = "Does estimate_x0 invert the forward process: x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?"
-    with quiet():
-        for t in (500, 30):
-            xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-            expected = ref.estimate_x0(xt, eps, t, alphas_cumprod)
-            actual = estimate_x0(xt.clone(), eps.clone(), t, alphas_cumprod)
-            hint = linear_form(actual, {"x_t": xt, "ε̂": eps})
-            assert_close(actual, expected, question, name="x̂0", context=f"At t={t}{hint}")
+    for t in (500, 30):
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        expected = ref.estimate_x0(xt, eps, t, alphas_cumprod)
+        actual = estimate_x0(xt.clone(), eps.clone(), t, alphas_cumprod)
+        hint = linear_form(actual, {"x_t": xt, "ε̂": eps})
+        assert_close(actual, expected, question, name="x̂0", context=f"At t={t}{hint}")
     passed("estimate_x0: x̂0 matches the reference at t = 500 and t = 30")
 
 
 @public_check
 def check_one_step_denoise(one_step_denoise) -> None:
     """x̂0 from one UNet call on the tiny model, at two timesteps."""
-    inp, alphas_cumprod, unet = inputs(), tiny_scheduler().alphas_cumprod, tiny_unet()
-    with quiet():
-        for t in (750, 250):
-            xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-            expected = ref.one_step_denoise(unet, xt, t, inp["cond"], alphas_cumprod)
-            actual = one_step_denoise(unet, xt.clone(), t, inp["cond"].clone(), alphas_cumprod)
-            eps, variance = ref.predict_noise(unet, xt, t, inp["cond"])
-            if close(actual, ref.estimate_x0(xt, variance, t, alphas_cumprod)):
-                raise AssertionError("Do you take ε̂ from the UNet's first 3 output channels? Your x̂0 was "
-                                     "computed from the last 3, which hold the predicted variance.")
-            assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
-                         "and return x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?", name="x̂0", context=f"At t={t}")
+    inp, alphas_cumprod, unet, reference_unet = inputs(), tiny_scheduler().alphas_cumprod, tiny_unet(), tiny_unet()
+    for t in (750, 250):
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        actual = one_step_denoise(unet, xt.clone(), t, inp["cond"].clone(), alphas_cumprod)
+        expected = ref.one_step_denoise(reference_unet, xt, t, inp["cond"], alphas_cumprod)
+        _, variance = ref.predict_noise(reference_unet, xt, t, inp["cond"])
+        if close(actual, ref.estimate_x0(xt, variance, t, alphas_cumprod)):
+            raise AssertionError("Do you take ε̂ from the UNet's first 3 output channels? Your x̂0 was "
+                                 "computed from the last 3, which hold the predicted variance.")
+        assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
+                     "and return x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?", name="x̂0", context=f"At t={t}")
     passed("one_step_denoise: x̂0 matches the reference on a tiny UNet at t = 750 and t = 250")
 
 
@@ -125,9 +121,8 @@ def check_one_step_denoise(one_step_denoise) -> None:
 def check_strided_timesteps(strided_timesteps) -> None:
     """The default list and two other (start, stride) pairs, compared as lists of ints."""
     for kwargs in ({}, {"start": 90, "stride": 30}, {"start": 100, "stride": 20}):
-        with quiet():
-            expected = ref.strided_timesteps(**kwargs)
-            result = strided_timesteps(**kwargs)
+        expected = ref.strided_timesteps(**kwargs)
+        result = strided_timesteps(**kwargs)
         try:
             actual = [int(t) for t in (result.tolist() if hasattr(result, "tolist") else result)]
         except (TypeError, ValueError):
@@ -148,13 +143,12 @@ def check_denoise_step_mean(denoise_step_mean) -> None:
     x0_hat = 0.9 * inp["x0"] + 0.1 * torch.roll(inp["noise"], 1, dims=3)  # an imperfect clean estimate
     question = ("Does denoise_step_mean use the strided α_t = ᾱ_t/ᾱ_{t′} and β_t = 1 − α_t (not the scheduler's "
                 "one-step values) in x_{t′} = sqrt(ᾱ_{t′})·β_t/(1 − ᾱ_t)·x̂0 + sqrt(α_t)·(1 − ᾱ_{t′})/(1 − ᾱ_t)·x_t?")
-    with quiet():
-        for t, t_prev in ((990, 960), (300, 270), (30, 0)):
-            xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-            expected = ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod)
-            actual = denoise_step_mean(xt.clone(), x0_hat.clone(), t, t_prev, alphas_cumprod)
-            hint = linear_form(actual, {"x̂0": x0_hat, "x_t": xt})
-            assert_close(actual, expected, question, name="the mean", context=f"From t={t} to t′={t_prev}{hint}")
+    for t, t_prev in ((990, 960), (300, 270), (30, 0)):
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        expected = ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod)
+        actual = denoise_step_mean(xt.clone(), x0_hat.clone(), t, t_prev, alphas_cumprod)
+        hint = linear_form(actual, {"x̂0": x0_hat, "x_t": xt})
+        assert_close(actual, expected, question, name="the mean", context=f"From t={t} to t′={t_prev}{hint}")
     passed("denoise_step_mean: the strided update's mean matches for (990→960), (300→270), (30→0)")
 
 
@@ -163,7 +157,11 @@ def check_denoise_step_mean(denoise_step_mean) -> None:
 
 
 def loop_setup(fixed_variance: bool = False):
-    """Seeded inputs, the strided list, x_t at timesteps[I_START], a fresh tiny UNet and a scheduler factory."""
+    """Seeded inputs, the strided list, x_t at timesteps[I_START], a fresh tiny UNet and a scheduler factory.
+
+    The student's function gets this UNet; the reference gets another copy (``tiny_unet()``), so that
+    whatever the student's code does to its model cannot change the reference's result.
+    """
     inp, timesteps = inputs(), ref.strided_timesteps()
     alphas_cumprod = tiny_scheduler().alphas_cumprod
     xt = ref.forward(inp["x0"], timesteps[I_START], alphas_cumprod, noise=inp["noise"])
@@ -174,11 +172,11 @@ def loop_setup(fixed_variance: bool = False):
 def check_iterative_denoise(iterative_denoise) -> None:
     """Three strided steps from i_start = 30 on the tiny UNet, same generator as the reference."""
     inp, timesteps, xt, unet, scheduler = loop_setup()
-    with quiet():
-        expected = ref.iterative_denoise(unet, scheduler(), xt, I_START, inp["cond"], timesteps, generator=generator())
-        with recording(unet, UNetCalls()) as calls:
-            actual = iterative_denoise(unet, scheduler(), xt.clone(), I_START, inp["cond"].clone(), list(timesteps),
-                                       generator=generator())
+    with recording(unet, UNetCalls()) as calls:
+        actual = iterative_denoise(unet, scheduler(), xt.clone(), I_START, inp["cond"].clone(), list(timesteps),
+                                   generator=generator())
+    expected = ref.iterative_denoise(tiny_unet(), scheduler(), xt, I_START, inp["cond"], timesteps,
+                                     generator=generator())
     check_loop("iterative_denoise", calls, actual, expected, timesteps[I_START:-1],
                "Does each step go x_t → ε̂ and variance (UNet) → x̂0 → mean of x_{t′} (A.3) → add_variance(..., "
                "generator=generator), and does the loop return the last x_{t′}?")
@@ -188,14 +186,13 @@ def check_iterative_denoise(iterative_denoise) -> None:
 @public_check
 def check_cfg_noise(cfg_noise) -> None:
     """The guided estimate and the conditional variance at t = 500, γ = 5."""
-    inp, alphas_cumprod, unet = inputs(), tiny_scheduler().alphas_cumprod, tiny_unet()
+    inp, alphas_cumprod, unet, reference_unet = inputs(), tiny_scheduler().alphas_cumprod, tiny_unet(), tiny_unet()
     t = 500
     xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-    with quiet():
-        expected_eps, expected_var = ref.cfg_noise(unet, xt, t, inp["cond"], inp["uncond"], scale=SCALE)
-        result = cfg_noise(unet, xt.clone(), t, inp["cond"].clone(), inp["uncond"].clone(), scale=SCALE)
-        eps_u, var_u = ref.predict_noise(unet, xt, t, inp["uncond"])
-        eps_c, _ = ref.predict_noise(unet, xt, t, inp["cond"])
+    result = cfg_noise(unet, xt.clone(), t, inp["cond"].clone(), inp["uncond"].clone(), scale=SCALE)
+    expected_eps, expected_var = ref.cfg_noise(reference_unet, xt, t, inp["cond"], inp["uncond"], scale=SCALE)
+    eps_u, var_u = ref.predict_noise(reference_unet, xt, t, inp["uncond"])
+    eps_c, _ = ref.predict_noise(reference_unet, xt, t, inp["cond"])
     assert_true(isinstance(result, (tuple, list)) and len(result) == 2,
                 "Does cfg_noise return a pair (guided noise estimate, predicted variance)?",
                 f"It returned a {describe(result)}.")
@@ -216,19 +213,22 @@ def check_cfg_noise(cfg_noise) -> None:
 def check_iterative_denoise_cfg(iterative_denoise_cfg) -> None:
     """Three CFG steps from i_start = 30 at γ = 5; a wrongly guided loop is named."""
     inp, timesteps, xt, unet, scheduler = loop_setup()
-    args = (inp["cond"], inp["uncond"], timesteps)
-    with quiet():
-        expected = ref.iterative_denoise_cfg(unet, scheduler(), xt, I_START, *args, scale=SCALE, generator=generator())
-        with recording(unet, UNetCalls()) as calls:
-            actual = iterative_denoise_cfg(unet, scheduler(), xt.clone(), I_START, inp["cond"].clone(),
-                                           inp["uncond"].clone(), list(timesteps), scale=SCALE, generator=generator())
-        hypotheses = [
-            ("Is γ applied to (ε_c − ε_u) and added to the unconditional estimate ε_u? Your loop matches guidance "
-             "that starts from the conditional one.",
-             ref.iterative_denoise_cfg(unet, scheduler(), xt, I_START, *args, scale=1 - SCALE, generator=generator())),
-            ("Does your loop use the guidance scale it is given? It matches the unguided conditional loop (γ = 1).",
-             ref.iterative_denoise_cfg(unet, scheduler(), xt, I_START, *args, scale=1.0, generator=generator())),
-        ]
+    with recording(unet, UNetCalls()) as calls:
+        actual = iterative_denoise_cfg(unet, scheduler(), xt.clone(), I_START, inp["cond"].clone(),
+                                       inp["uncond"].clone(), list(timesteps), scale=SCALE, generator=generator())
+    reference_unet, args = tiny_unet(), (inp["cond"], inp["uncond"], timesteps)
+
+    def reference(scale):
+        return ref.iterative_denoise_cfg(reference_unet, scheduler(), xt, I_START, *args, scale=scale,
+                                         generator=generator())
+
+    expected = reference(SCALE)
+    hypotheses = [] if close(actual, expected, loose=True) else [
+        ("Is γ applied to (ε_c − ε_u) and added to the unconditional estimate ε_u? Your loop matches guidance "
+         "that starts from the conditional one.", reference(1 - SCALE)),
+        ("Does your loop use the guidance scale it is given? It matches the unguided conditional loop (γ = 1).",
+         reference(1.0)),
+    ]
     check_loop("iterative_denoise_cfg", calls, actual, expected, timesteps[I_START:-1],
                "Does each step use the CFG estimate ε_u + γ·(ε_c − ε_u), the conditional branch's variance, then "
                "x̂0 → mean (A.3) → add_variance with the generator?", hypotheses)
@@ -244,13 +244,12 @@ def check_sdedit(sdedit) -> None:
     """Noise x_orig to timesteps[30] with the generator's first draw, then 3 CFG steps."""
     inp, timesteps, _, unet, scheduler = loop_setup()
     alphas_cumprod = tiny_scheduler().alphas_cumprod
-    with quiet():
-        expected = ref_editing.sdedit(unet, scheduler(), inp["x0"], I_START, inp["cond"], inp["uncond"], timesteps,
-                                      scale=SCALE, generator=generator())
-        with recording(unet, UNetCalls()) as calls:
-            actual = sdedit(unet, scheduler(), inp["x0"].clone(), I_START, inp["cond"].clone(), inp["uncond"].clone(),
-                            list(timesteps), scale=SCALE, generator=generator())
-        start = ref.forward(inp["x0"], timesteps[I_START], alphas_cumprod, generator=generator())
+    with recording(unet, UNetCalls()) as calls:
+        actual = sdedit(unet, scheduler(), inp["x0"].clone(), I_START, inp["cond"].clone(), inp["uncond"].clone(),
+                        list(timesteps), scale=SCALE, generator=generator())
+    expected = ref_editing.sdedit(tiny_unet(), scheduler(), inp["x0"], I_START, inp["cond"], inp["uncond"],
+                                  timesteps, scale=SCALE, generator=generator())
+    start = ref.forward(inp["x0"], timesteps[I_START], alphas_cumprod, generator=generator())
     seen = calls.first_sample
     assert_true(seen is not None and seen.shape[1:] == start.shape[1:] and close(seen[:BATCH], start),
                 f"Does sdedit first noise x_orig to t = timesteps[i_start] with forward(..., generator=generator) "
@@ -269,12 +268,11 @@ def check_inpaint(inpaint) -> None:
     timesteps = [90, 60, 30, 0]
     mask = torch.zeros((1, 1, SIZE, SIZE))
     mask[:, :, 8:24, 6:20] = 1  # 1 = regenerate, 0 = keep
-    args = (inp["cond"], inp["uncond"], timesteps)
-    with quiet():
-        expected = ref_editing.inpaint(unet, scheduler(), inp["x0"], mask, *args, scale=SCALE, generator=generator())
-        with recording(unet, UNetCalls()) as calls:
-            actual = inpaint(unet, scheduler(), inp["x0"].clone(), mask.clone(), inp["cond"].clone(),
-                             inp["uncond"].clone(), list(timesteps), scale=SCALE, generator=generator())
+    with recording(unet, UNetCalls()) as calls:
+        actual = inpaint(unet, scheduler(), inp["x0"].clone(), mask.clone(), inp["cond"].clone(),
+                         inp["uncond"].clone(), list(timesteps), scale=SCALE, generator=generator())
+    expected = ref_editing.inpaint(tiny_unet(), scheduler(), inp["x0"], mask, inp["cond"], inp["uncond"], timesteps,
+                                   scale=SCALE, generator=generator())
     problem = tensor_problem(actual, expected, "the inpainted image")
     assert_true(problem is None, "Does inpaint return an image of x_orig's shape and dtype?", f"{problem}.")
     outside = ((actual.double() - inp["x0"].double()).abs() * (1 - mask)).max()

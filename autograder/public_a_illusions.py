@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import assert_close, close, passed, public_check, quiet
-from autograder.fixtures import UNetCalls, generator, recording
+from autograder.compare import assert_close, close, passed, public_check
+from autograder.fixtures import UNetCalls, generator, recording, tiny_unet
 from autograder.public_a import I_START, SCALE, check_loop, loop_setup
 from reference import illusions as ref_illusions
 
@@ -34,9 +34,8 @@ def _view_candidates(x: torch.Tensor) -> dict:
 
 def _check_view(name: str, student, reference, what: str) -> None:
     x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) / 107.5 - 1  # in [-1, 1]
-    with quiet():
-        expected = reference(x)
-        actual = student(x.clone())
+    actual = student(x.clone())
+    expected = reference(x)
     if not close(actual, expected):
         for label, candidate in _view_candidates(x).items():
             if close(actual, candidate):
@@ -72,26 +71,26 @@ def check_visual_anagram(visual_anagram) -> None:
     """Three anagram steps with the flip view and with the quarter-turn view (fixed-variance scheduler)."""
     inp, timesteps, xt, unet, scheduler = loop_setup(fixed_variance=True)
     p1, p2, uncond = inp["cond"], inp["cond2"], inp["uncond"]
+    reference_unet = tiny_unet()
 
     def reference(view, first=p1, second=p2):
-        return ref_illusions.visual_anagram(unet, scheduler(), xt, I_START, first, second, uncond, timesteps,
-                                            view=view, scale=SCALE, generator=generator())
+        return ref_illusions.visual_anagram(reference_unet, scheduler(), xt, I_START, first, second, uncond,
+                                            timesteps, view=view, scale=SCALE, generator=generator())
 
     for view_name, view in (("flip_view", ref_illusions.flip_view), ("rot90_view", ref_illusions.rot90_view)):
-        with quiet():
-            expected = reference(view)
-            with recording(unet, UNetCalls()) as calls:
-                actual = visual_anagram(unet, scheduler(), xt.clone(), I_START, p1.clone(), p2.clone(), uncond.clone(),
-                                        list(timesteps), view=view, scale=SCALE, generator=generator())
-            hypotheses = [] if close(actual, expected, loose=True) else [
-                ("Do you map the second prompt's estimate back with the view's inverse before averaging? Your "
-                 f"result with {view_name} matches averaging it without undoing the view.",
-                 reference((view[0], ref_illusions.identity))),
-                ("Do you undo the view with its inverse (view[1]) rather than applying the view again? Your result "
-                 f"with {view_name} matches applying it twice.", reference((view[0], view[0]))),
-                ("Is prompt_embeds_1 used on the upright image and prompt_embeds_2 on the viewed one? Your result "
-                 "matches the prompts swapped.", reference(view, p2, p1)),
-            ]
+        with recording(unet, UNetCalls()) as calls:
+            actual = visual_anagram(unet, scheduler(), xt.clone(), I_START, p1.clone(), p2.clone(), uncond.clone(),
+                                    list(timesteps), view=view, scale=SCALE, generator=generator())
+        expected = reference(view)
+        hypotheses = [] if close(actual, expected, loose=True) else [
+            ("Do you map the second prompt's estimate back with the view's inverse before averaging? Your "
+             f"result with {view_name} matches averaging it without undoing the view.",
+             reference((view[0], ref_illusions.identity))),
+            ("Do you undo the view with its inverse (view[1]) rather than applying the view again? Your result "
+             f"with {view_name} matches applying it twice.", reference((view[0], view[0]))),
+            ("Is prompt_embeds_1 used on the upright image and prompt_embeds_2 on the viewed one? Your result "
+             "matches the prompts swapped.", reference(view, p2, p1)),
+        ]
         check_loop("visual_anagram", calls, actual, expected, timesteps[I_START:-1],
                    f"Does each step average the upright CFG estimate (prompt 1) with inverse(CFG estimate of view(x_t) "
                    f"with prompt 2), then take the strided update with the generator? (checked with {view_name})",
@@ -104,9 +103,8 @@ def _check_filter(name: str, student, reference, question: str, hypotheses) -> N
     x = torch.randn((2, 3, 48, 48), generator=g) * 0.5 + torch.linspace(-1, 1, 48)  # noise on a ramp
     for kwargs in ({}, {"kernel_size": 9, "sigma": 1.5}):
         call = f"{name}(x{''.join(f', {k}={v}' for k, v in kwargs.items())})"
-        with quiet():
-            expected = reference(x, **kwargs)
-            actual = student(x.clone(), **kwargs)
+        actual = student(x.clone(), **kwargs)
+        expected = reference(x, **kwargs)
         if not close(actual, expected):
             for message, alternative in hypotheses(x, kwargs):
                 if close(actual, alternative):
@@ -141,22 +139,22 @@ def check_make_hybrids(make_hybrids) -> None:
     """Three hybrid steps (kernel 33, σ 2) with the fixed-variance scheduler."""
     inp, timesteps, xt, unet, scheduler = loop_setup(fixed_variance=True)
     low, high, uncond = inp["cond"], inp["cond2"], inp["uncond"]
+    reference_unet = tiny_unet()
 
     def reference(first=low, second=high, scale=SCALE):
-        return ref_illusions.make_hybrids(unet, scheduler(), xt, I_START, first, second, uncond, timesteps,
+        return ref_illusions.make_hybrids(reference_unet, scheduler(), xt, I_START, first, second, uncond, timesteps,
                                           scale=scale, generator=generator())
 
-    with quiet():
-        expected = reference()
-        with recording(unet, UNetCalls()) as calls:
-            actual = make_hybrids(unet, scheduler(), xt.clone(), I_START, low.clone(), high.clone(), uncond.clone(),
-                                  list(timesteps), scale=SCALE, generator=generator())
-        hypotheses = [] if close(actual, expected, loose=True) else [
-            ("Do the low frequencies come from prompt_embeds_low's estimate and the high ones from "
-             "prompt_embeds_high's? Your result matches them swapped.", reference(high, low)),
-            ("Is each prompt's estimate guided (CFG with scale γ) before filtering? Your result matches γ = 1.",
-             reference(scale=1.0)),
-        ]
+    with recording(unet, UNetCalls()) as calls:
+        actual = make_hybrids(unet, scheduler(), xt.clone(), I_START, low.clone(), high.clone(), uncond.clone(),
+                              list(timesteps), scale=SCALE, generator=generator())
+    expected = reference()
+    hypotheses = [] if close(actual, expected, loose=True) else [
+        ("Do the low frequencies come from prompt_embeds_low's estimate and the high ones from "
+         "prompt_embeds_high's? Your result matches them swapped.", reference(high, low)),
+        ("Is each prompt's estimate guided (CFG with scale γ) before filtering? Your result matches γ = 1.",
+         reference(scale=1.0)),
+    ]
     check_loop("make_hybrids", calls, actual, expected, timesteps[I_START:-1],
                "Does each step combine lowpass(CFG estimate of the low prompt) + highpass(CFG estimate of the high "
                "prompt), then take the strided update with the generator?", hypotheses)

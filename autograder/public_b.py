@@ -30,7 +30,6 @@ from autograder.compare import (
     linear_form,
     passed,
     public_check,
-    quiet,
     tensor_problem,
 )
 from autograder.fixtures import Probe, build, calibrate_norms, digits, generator
@@ -71,15 +70,14 @@ def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dic
     """Build both classes with the same arguments; compare shape, parameters, names, then outputs."""
     input_kwargs = input_kwargs or {}
     call = f"{name}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
-    with quiet():
-        student = build(student_cls, *args, **kwargs)
-        reference = calibrate_norms(build(reference_cls, *args, **kwargs), *inputs, **input_kwargs)
+    student = build(student_cls, *args, **kwargs)
+    reference = calibrate_norms(build(reference_cls, *args, **kwargs), *inputs, **input_kwargs)
     assert_true(isinstance(student, nn.Module), f"Is {name} a subclass of nn.Module whose __init__ calls "
                 "super().__init__()?", f"{call} made a {describe(student)}.")
     shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
-    with quiet(), torch.no_grad():
-        expected = reference(*inputs, **input_kwargs)
+    with torch.no_grad():
         actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
+        expected = reference(*inputs, **input_kwargs)
     problem = tensor_problem(actual, expected, "its output")
     if problem is not None and ("shape" in problem or not isinstance(actual, torch.Tensor)):
         raise AssertionError(f"Does {call} map inputs of shape {shapes} to shape {tuple(expected.shape)}? "
@@ -93,7 +91,7 @@ def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dic
     except RuntimeError:
         raise AssertionError(f"Can the reference's weights be loaded into your {call}? Name the layers as the "
                              f"instructions do ({layout}): {key_report(student, reference)}.") from None
-    with quiet(), torch.no_grad():
+    with torch.no_grad():
         actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
     assert_close(actual, expected, f"Does {call} compute {layout}?", name="its output",
                  context="With the reference's weights and BatchNorm statistics, in eval mode")
@@ -204,14 +202,13 @@ def only_call(name: str, probe: Probe, x_shape) -> dict:
 def check_add_noise(add_noise) -> None:
     """z on given noise for two σ; fresh noise with a generator: N(0, I) and reproducible."""
     x, noise = digits(8), gaussian(8, 1, 28, 28)
-    with quiet():
-        for sigma in (0.5, 0.2):
-            expected = ref_denoiser.add_noise(x, sigma, noise=noise)
-            actual = add_noise(x.clone(), sigma, noise=noise.clone())
-            assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
-                         context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
-        first = add_noise(x.clone(), 0.5, generator=generator(7))
-        again = add_noise(x.clone(), 0.5, generator=generator(7))
+    for sigma in (0.5, 0.2):
+        expected = ref_denoiser.add_noise(x, sigma, noise=noise)
+        actual = add_noise(x.clone(), sigma, noise=noise.clone())
+        assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
+                     context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
+    first = add_noise(x.clone(), 0.5, generator=generator(7))
+    again = add_noise(x.clone(), 0.5, generator=generator(7))
     problem = tensor_problem(first, x, "z")
     assert_true(problem is None, "When noise is None, does add_noise return z of x's shape and dtype?", f"{problem}.")
     assert_normal((first.double() - x.double()) / 0.5, "When noise is None, does add_noise draw ε ~ N(0, I) "
@@ -225,8 +222,7 @@ def check_add_noise(add_noise) -> None:
 def check_denoiser_loss(denoiser_loss) -> None:
     """On a probe UNet: its input is x + σε with ε ~ N(0, I), and the loss is the MSE of its output to x."""
     probe, x, sigma = Probe("plain"), digits(N_LOSS), 0.3
-    with quiet():
-        loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator())
+    loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator())
     z = only_call("denoiser_loss", probe, x.shape)["x"]
     assert_normal((z - x.double()) / sigma, "Is the UNet's input z = x + σ·ε, with ε ~ N(0, I) and σ = sigma?",
                   f"With σ={sigma}, the noise (z − x)/σ implied by the UNet's input")
@@ -241,8 +237,7 @@ def check_denoiser_loss(denoiser_loss) -> None:
 def check_pure_noise_loss(pure_noise_loss) -> None:
     """On a probe UNet: its input is pure N(0, I) noise, and the loss is the MSE of its output to x."""
     probe, x = Probe("plain"), digits(N_LOSS)
-    with quiet():
-        loss = pure_noise_loss(probe, x.clone(), generator=generator())
+    loss = pure_noise_loss(probe, x.clone(), generator=generator())
     eps = only_call("pure_noise_loss", probe, x.shape)["x"]
     question = "Is the UNet's input pure noise ε ~ N(0, I), with nothing of x in it?"
     assert_normal(eps, question, "The UNet's input")
