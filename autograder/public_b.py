@@ -1,16 +1,15 @@
-"""Public checks for Part B, run in the notebook right after each class or function a student writes.
+"""Public checks for Part B's UNet (ops, blocks, networks) and single-step denoiser, run in the notebook
+right after each class or function a student writes. Flow matching and DDPM: :mod:`autograder.public_b_generative`.
 
 Time conventions: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is clean, t = T the noisiest
 (the UNet is fed t/T). Digits are (N, 1, 28, 28) in [0, 1].
 
-Classes (the UNet's ops, blocks and networks) are built small and checked, in this order, for output
-shape, parameter count, parameter names (the reference's ``state_dict`` must load, strict) and outputs
-with the reference's weights and randomised BatchNorm statistics in eval mode. Losses run on a
+Classes are built small (D = 4) and checked, in this order, for output shape, parameter count,
+parameter names (the reference's ``state_dict`` must load, strict) and outputs with the reference's
+weights and BatchNorm statistics (calibrated, then perturbed) in eval mode. Losses run on a
 :class:`~autograder.fixtures.Probe`, a stand-in UNet that returns its input and records what it was
-given: the time, the class vector and the noise the student drew are read back and judged by their
-properties (range, N(0, I) statistics, the loss recomputed from them), so any order of random draws
-passes. Samplers run a small reference UNet and must give the reference's samples for the same
-generator; when they do not, the recorded UNet calls name the first thing that went wrong.
+given: the noise the student drew is read back and judged by its properties (N(0, I) statistics, the
+loss recomputed from it), so any way of drawing it passes.
 """
 
 from __future__ import annotations

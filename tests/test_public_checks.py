@@ -441,6 +441,31 @@ def ddpm_sample_noise_at_the_end(unet, schedule, num_samples, img_wh=(28, 28), n
     return x
 
 
+def time_fm_sample_float_time(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None):
+    """A correct alternative: the time as a Python float, eval mode set by hand."""
+    x = torch.randn(num_samples, 1, img_wh[1], img_wh[0], generator=generator)
+    unet.eval()
+    with torch.no_grad():
+        for i in range(num_ts):
+            x = x + (1 / num_ts) * unet(x, i / num_ts)
+    return x
+
+
+def ddpm_sample_float32_noise_after(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None):
+    """A correct alternative: float32 schedule entries, z drawn after the UNet call."""
+    betas, alphas, alpha_bars = schedule["betas"], schedule["alphas"], schedule["alpha_bars"]
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)
+    with U.eval_mode(unet), torch.no_grad():
+        for t in range(num_ts, 0, -1):
+            eps = unet(x, torch.full((num_samples, 1), t / num_ts))
+            ab, ab_prev = alpha_bars[t - 1], alpha_bars[t - 2] if t > 1 else torch.tensor(1.0)
+            x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+            x = ab_prev.sqrt() * betas[t - 1] / (1 - ab) * x0_hat + alphas[t - 1].sqrt() * (1 - ab_prev) / (1 - ab) * x
+            if t > 1:
+                x = x + betas[t - 1].sqrt() * torch.randn(x.shape, generator=generator)
+    return x
+
+
 def class_ddpm_sample_wrong_branch(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0,
                                    generator=None):
     return DD.class_ddpm_sample(unet, schedule, labels, img_wh, num_ts, 1 - guidance_scale, generator)
@@ -484,6 +509,8 @@ PART_B_ALTERNATIVES = [
     ("class_fm_forward", class_fm_forward_mask_argument),
     ("class_fm_sample", class_fm_sample_two_calls),
     ("class_ddpm_forward", class_ddpm_forward_float32),
+    ("time_fm_sample", time_fm_sample_float_time),
+    ("ddpm_sample", ddpm_sample_float32_noise_after),
 ]
 
 
