@@ -528,6 +528,10 @@ def test_typical_mistake_fails_with_a_question(name, wrong, phrase, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_every_check_is_shown_failing_on_a_typical_mistake():
+    assert {m[0] for m in PART_A_MISTAKES + PART_B_MISTAKES} == set(public.CHECKS)
+
+
 @pytest.mark.parametrize("name, alternative", PART_A_ALTERNATIVES + PART_B_ALTERNATIVES,
                          ids=[case_id(m) for m in PART_A_ALTERNATIVES + PART_B_ALTERNATIVES])
 def test_correct_alternative_passes(name, alternative, capfd):
