@@ -96,6 +96,9 @@ def solution_source(obj) -> str:
     spans = []
     for func in functions:
         body = _body_statements(func)
+        if body and body[0].lineno == func.lineno:
+            raise ValueError(f"{obj.__qualname__}: write the body of {func.name} on its own lines, not after "
+                             f"the colon, so that it can be marked as the solution.")
         if body:
             spans.append((_body_start(func, body, lines), body[-1].end_lineno))
     if not spans:
