@@ -188,13 +188,14 @@ PART0 = [
     the notebook (not required).
     """),
     code('''
-    STEP_COUNTS = (5, 20) if FAST else (20, 50)
+    STEP_COUNTS = (5, 10) if FAST else (20, 50)
     part0_embeds = embed(PART0_PROMPTS)
     for steps in STEP_COUNTS:
         g = torch.Generator(DEVICE).manual_seed(SEED)
         part0_images = stage_1(prompt_embeds=part0_embeds, negative_prompt_embeds=uncond.expand_as(part0_embeds),
                                num_inference_steps=steps, output_type="pt", generator=g).images  # (3, 3, S, S)
-        show_grid(part0_images, titles=PART0_PROMPTS, suptitle=f"stage 1, {steps} steps, seed {SEED}")
+        show_grid(part0_images, titles=[fill(p, 24) for p in PART0_PROMPTS],
+                  suptitle=f"stage 1, {steps} steps, seed {SEED}")
     '''),
     reflect("reflect_part0", 2, "Which prompts did you use? How well does each image match its prompt, and how "
                "do the results change with the number of inference steps? Report the seed you used."),
@@ -223,6 +224,8 @@ PROVIDED = [
     Randomness always comes from an explicit `torch.Generator`, so the same seed gives the same pictures.
     """),
     code('''
+    from textwrap import fill  # wraps long titles: fill(prompt, 24)
+
     import torchvision.transforms.functional as TF
 
     from reference.checks import (

@@ -199,7 +199,7 @@ EDITING = [
     """),
     *graded(editing.sdedit, 2),
     code('''
-    I_STARTS = (1, 5, 10, 20) if FAST else SDEDIT_I_STARTS  # (1, 3, 5, 7, 10, 20): t = 960 ... 390
+    I_STARTS = (5, 10, 20) if FAST else SDEDIT_I_STARTS  # (1, 3, 5, 7, 10, 20): t = 960 ... 390
 
 
     def show_sdedit_sweep(images, names, prompt, i_starts=I_STARTS):
@@ -295,7 +295,7 @@ ANAGRAM = [
                               embed([q for _, q in ANAGRAMS]), uncond, timesteps, view=flip_view, scale=7.0,
                               generator=g)
     show_grid([im for k in range(len(ANAGRAMS)) for im in (anagrams[k:k + 1], flip_upside_down(anagrams[k:k + 1]))],
-              titles=[t for p, q in ANAGRAMS for t in (p, f"upside down: {q}")], ncols=2)
+              titles=[fill(t, 24) for p, q in ANAGRAMS for t in (p, f"upside down: {q}")], ncols=2)
     '''),
     reflect("reflect_anagrams", 2, "Which prompt pairs did you choose, and why? Which anagrams work, and what "
                "makes a pair of prompts easy or hard to combine?"),
@@ -323,7 +323,8 @@ HYBRID = [
     hybrids = make_hybrids(stage_1.unet, stage_1.scheduler, xt, 0, embed([low for low, _ in HYBRIDS]),
                            embed([high for _, high in HYBRIDS]), uncond, timesteps, scale=7.0, generator=g)
     show_grid([im for k in range(len(HYBRIDS)) for im in (hybrids[k], lowpass(hybrids[k:k + 1]))],
-              titles=[t for low, high in HYBRIDS for t in (f"up close: {high}", f"from afar: {low}")], ncols=2)
+              titles=[fill(t, 24) for low, high in HYBRIDS for t in (f"up close: {high}", f"from afar: {low}")],
+              ncols=2)
     '''),
     reflect("reflect_hybrids", 2, "Which prompt pairs did you choose for the hybrids, and why? Does each "
                "image read as the low-frequency prompt from afar and as the high-frequency one up close?"),
@@ -350,14 +351,14 @@ BELLS_AND_WHISTLES = [
         image = visual_anagram(stage_1.unet, stage_1.scheduler, xt, 0, embed(p), embed(q), uncond, timesteps,
                                view=view, scale=7.0, generator=g)
         extra += [(image, p), (view[0](image), f"{name}: {q}")]
-    show_grid([im for im, _ in extra], titles=[t for _, t in extra], ncols=2)
+    show_grid([im for im, _ in extra], titles=[fill(t, 24) for _, t in extra], ncols=2)
     '''),
     md("""
     **A course logo.** Text-conditional image-to-image of a drawing (or of a logo you like) with a prompt of
     your choice.
     """),
     code('''
-    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=(3, 7) if FAST else (3, 5, 7, 10))
+    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=(7,) if FAST else (3, 5, 7, 10))
     '''),
     reflect("reflect_bells_whistles", 1, "Which extra views and which logo did you make, and how well did "
                "they work?"),
@@ -381,6 +382,6 @@ UPSAMPLING = [
         g = torch.Generator(DEVICE).manual_seed(SEED)
         upsampled = upsample(stage_2, part0_images.to(DEVICE, DTYPE), part0_embeds, uncond.expand_as(part0_embeds),
                              num_inference_steps=20, generator=g)
-        show_grid(upsampled, titles=PART0_PROMPTS, suptitle="stage 2: 256×256")
+        show_grid(upsampled, titles=[fill(p, 24) for p in PART0_PROMPTS], suptitle="stage 2: 256×256")
     '''),
 ]
