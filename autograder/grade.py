@@ -1,0 +1,432 @@
+"""Grade submitted notebooks on the CPU: every function and class a student writes, checked against the
+reference on the same inputs and randomness, with the student's code isolated in a sandboxed process.
+
+For each submission: find the notebook (:mod:`autograder.notebook`), keep the definitions of the graded
+functions and classes, start the student's process (:mod:`autograder.sandbox`) and run the tests —
+
+- **public**: the check the notebook itself runs after the function (same inputs), points as in the notebook;
+- **hidden**: the same check on other inputs (``seed=1``), as many points again, shown after the due date
+  without inputs or numbers (only the question);
+- **semantic** (Part A): a sample drawn with the student's loop by the course's digit model, read by the
+  project's MNIST classifier (:mod:`autograder.semantic`).
+
+Write ``results.json`` (Gradescope's format) and ``feedback.html`` per submission, and for a batch a
+``summary.csv``. Whatever a submission does, its results file is written and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import html
+import io
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograder.notebook import (
+    SubmissionError,
+    extract,
+    find_notebook,
+    provided_definitions,
+    provided_imports,
+    read_notebook,
+)
+from autograder.remote import RemoteClass, RemoteFunction, SandboxFailure, StudentError, StudentNotImplemented
+from autograder.sandbox import Limits, Sandbox
+
+PARTS = ("partA", "partB")
+HIDDEN_SEED = 1  # the hidden tests' inputs: the public checks' logic with seed 1 (the notebook uses seed 0)
+SEMANTIC_POINTS = 2  # points of each semantic test
+HIDDEN_VISIBILITY = "after_due_date"  # Gradescope: shown once the due date has passed
+
+
+@dataclass
+class Test:
+    """One graded test: ``target`` is the student's function or class it calls."""
+
+    number: str  # "A1.1": part letter, function index, test index
+    name: str
+    target: str
+    kind: str  # "public", "hidden" or "semantic"
+    max_score: float
+    visibility: str = "visible"
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    """The result of one test, in Gradescope's terms, plus pictures for the feedback page."""
+
+    test: Test
+    score: float
+    status: str  # "passed" or "failed"
+    output: str
+    seconds: float = 0.0
+    pictures: list = field(default_factory=list)  # [(label, tensor)] for the feedback page
+
+    def gradescope(self) -> dict:
+        return dict(name=self.test.name, number=self.test.number, score=self.score, max_score=self.test.max_score,
+                    status=self.status, visibility=self.test.visibility, output=self.output,
+                    output_format="text", extra_data=dict(kind=self.test.kind, seconds=round(self.seconds, 2)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The assignment: graded names, points, provided imports
+
+
+@dataclass
+class Assignment:
+    part: str
+    graded: list[str]  # every function and class students write, in notebook order
+    classes: set[str]
+    points: dict[str, float]  # graded name → points of its public check cell
+    preamble: list[str]  # the assignment's own import lines
+    allowed_imports: set[tuple[str, str]]
+    provided: dict[str, list[str]]  # graded name → the assignment's definitions that follow its cell
+
+
+def trusted_notebook(part: str):
+    """The released student notebook of ``part`` (``assignments/``), or a fresh build of the template."""
+    from course.notebooks.build import RELEASE_DIR, REPO_ROOT, build_notebook, load_template
+
+    path = REPO_ROOT / RELEASE_DIR / part / f"{part}.ipynb"
+    if path.is_file():
+        return read_notebook(path)
+    template = load_template(part)
+    if template is None:
+        raise ValueError(f"no notebook template for {part!r}")
+    return build_notebook(template)
+
+
+def load_assignment(part: str) -> Assignment:
+    """What the grader needs to know about ``part``, read from its trusted notebook."""
+    import ast
+
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    nb = trusted_notebook(part)
+    graded, classes, points = [], set(), {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        grade_id = meta.get("grade_id", "")
+        if cell.cell_type == "code" and meta.get("solution") and grade_id:
+            graded.append(grade_id)
+            tree = ast.parse(cell.source)
+            if any(isinstance(n, ast.ClassDef) and n.name == grade_id for n in tree.body):
+                classes.add(grade_id)
+        elif cell.cell_type == "code" and meta.get("grade") and grade_id.startswith("test_"):
+            points[grade_id[len("test_"):]] = float(meta.get("points") or 0)
+    preamble, allowed = provided_imports(nb)
+    return Assignment(part, graded, classes, points, preamble, allowed, provided_definitions(nb, graded))
+
+
+def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) -> list[Test]:
+    """The tests of an assignment: public and hidden per checked name, semantic where there is one."""
+    from autograder.public import CHECKS
+
+    semantic = semantic_checks() if "semantic" in kinds else {}
+    letter = assignment.part[-1]
+    tests = []
+    checked = [n for n in assignment.graded if n in CHECKS]
+    for i, name in enumerate(checked, start=1):
+        points = assignment.points.get(name, 1.0)
+        number = 1
+        if "public" in kinds:
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: public check", name, "public", points))
+            number += 1
+        if "hidden" in kinds:
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: hidden inputs", name, "hidden", points,
+                              HIDDEN_VISIBILITY, HIDDEN_SEED))
+            number += 1
+        if name in semantic:
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: {semantic[name].__doc__.splitlines()[0].rstrip('.')}"
+                              if semantic[name].__doc__ else f"{name}: semantic", name, "semantic", SEMANTIC_POINTS))
+    return tests
+
+
+def semantic_checks() -> dict:
+    try:
+        from autograder.semantic import SEMANTIC
+    except ImportError:
+        return {}
+    return SEMANTIC
+
+
+def check_for(test: Test):
+    from autograder.public import CHECKS
+
+    return semantic_checks()[test.target] if test.kind == "semantic" else CHECKS[test.target]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running the tests
+
+
+def first_question(message: str) -> str:
+    """The question a message starts with (up to its first '?'): all a hidden test reveals."""
+    cut = message.find("?")
+    return message[:cut + 1] if cut >= 0 else "The result differs from the expected one."
+
+
+def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list, classes: set) -> Outcome:
+    """Run one test; every way it can fail becomes a message on this test only."""
+    start = time.perf_counter()
+    target = test.target
+
+    def failed(message: str) -> Outcome:
+        return Outcome(test, 0.0, "failed", message, time.perf_counter() - start)
+
+    if target in missing:
+        return failed(f"No cell defines {target}: did you delete or rename it? The assignment expects "
+                      f"{'class' if target in classes else 'def'} {target} in the answer cell whose grade_id is "
+                      f"{target}.")
+    if target in problems:
+        return failed(f"{problems[target][0].upper()}{problems[target][1:]}.")
+    label = found[target]
+    if label in sandbox.load_errors:
+        lines = sandbox.load_tracebacks.get(label, [])
+        return failed(f"Running the cell that defines {target} failed: {sandbox.load_errors[label]}"
+                      + ("\n" + "\n".join(lines) if lines else ""))
+    proxy = RemoteClass(sandbox, target) if target in classes else RemoteFunction(sandbox, target)
+    check = check_for(test)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            check(proxy, seed=test.seed) if test.seed else check(proxy)
+    except StudentNotImplemented:
+        return failed(f"{target} is not implemented yet: it still raises NotImplementedError. Replace the stub's "
+                      "raise with your code.")
+    except StudentError as err:
+        where = ("\nWhere, in your code:\n  " + "\n  ".join(err.lines)) if err.lines else ""
+        return failed(f"Your {target} raised {err.kind}: {err.message}{where}")
+    except SandboxFailure as err:
+        return failed(f"While checking {target}, {err}.")
+    except AssertionError as err:
+        message = str(err) or "The result differs from the expected one."
+        if test.kind == "hidden":
+            message = f"On hidden inputs: {first_question(message)}"
+        return failed(message)
+    except Exception as err:  # noqa: BLE001 - e.g. a result of a type the check could not use
+        return failed(f"The check could not use what your {target} gave back ({type(err).__name__}: {err}). "
+                      "Does it return what its docstring says, of the right type and shape?")
+    text = printed.getvalue().strip()
+    if test.kind == "hidden":
+        text = "✓ passed on hidden inputs"
+    return Outcome(test, test.max_score, "passed", text or "✓ passed", time.perf_counter() - start)
+
+
+@dataclass
+class Report:
+    """Everything known about one graded submission."""
+
+    submission: str
+    part: str | None
+    outcomes: list[Outcome]
+    output: str  # a message for the whole submission (Gradescope's top-level output)
+    seconds: dict  # timings: start-up, tests, total
+
+    @property
+    def score(self) -> float:
+        return sum(o.score for o in self.outcomes)
+
+    @property
+    def max_score(self) -> float:
+        return sum(o.test.max_score for o in self.outcomes)
+
+    def results(self) -> dict:
+        return dict(score=self.score, execution_time=round(self.seconds.get("total", 0.0), 2), output=self.output,
+                    visibility="visible", stdout_visibility="hidden",
+                    tests=[o.gradescope() for o in self.outcomes],
+                    extra_data=dict(part=self.part, max_score=self.max_score, seconds=self.seconds))
+
+
+def detect_part(nb, path: Path) -> str:
+    """The part a notebook belongs to: by its graded cells' ids, else by its file name."""
+    from autograder.public import PART_A, PART_B
+
+    ids = {str(c.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")) for c in nb.cells}
+    text = "\n".join(c.get("source", "") for c in nb.cells if c.get("cell_type") == "code"
+                     and isinstance(c.get("source"), str))
+    score = {part: sum((n in ids) + (f"def {n}(" in text or f"class {n}(" in text) for n in names)
+             for part, names in (("partA", PART_A), ("partB", PART_B))}
+    if score["partA"] != score["partB"]:
+        return max(score, key=score.get)
+    for part in PARTS:
+        if part.lower() in path.name.lower():
+            return part
+    raise SubmissionError("could not tell whether this is Part A or Part B: it holds none of the graded cells "
+                          "(pass --part)")
+
+
+def grade_submission(path: str | Path, part: str | None = None, limits: Limits | None = None,
+                     kinds=("public", "hidden", "semantic"), total_s: float = 900.0) -> Report:
+    """Grade one submission; never raises for anything the submission does."""
+    begin = time.perf_counter()
+    path = Path(path)
+    seconds = {"startup": 0.0, "tests": 0.0, "total": 0.0}
+    try:
+        notebook_path = find_notebook(path, part)
+        nb = read_notebook(notebook_path)
+        part = part or detect_part(nb, notebook_path)
+        assignment = load_assignment(part)
+    except SubmissionError as err:
+        seconds["total"] = time.perf_counter() - begin
+        tests = tests_for(load_assignment(part), kinds) if part in PARTS else []
+        message = f"This submission could not be graded: {err}."
+        outcomes = [Outcome(t, 0.0, "failed", message) for t in tests]
+        return Report(str(path), part, outcomes, message, seconds)
+    tests = tests_for(assignment, kinds)
+    extracted = extract(nb, assignment.graded, assignment.allowed_imports, assignment.provided)
+    outcomes: list[Outcome] = []
+    notes = []
+    sandbox = Sandbox(extracted.cells, assignment.preamble, limits)
+    try:
+        try:
+            sandbox.start()
+        except SandboxFailure as err:
+            notes.append(f"Your code could not be started: {err}")
+        seconds["startup"] = sandbox.startup_s
+        for test in tests:
+            if time.perf_counter() - begin > total_s:
+                outcomes.append(Outcome(test, 0.0, "failed", f"Not run: grading this submission took longer than "
+                                        f"{total_s:g} s in all."))
+                continue
+            outcome = run_test(test, sandbox, extracted.found, extracted.problems, extracted.missing,
+                               assignment.classes)
+            outcomes.append(outcome)
+        printed = sandbox.output_tail(1500)
+    finally:
+        sandbox.close()
+    seconds["startup"] = round(sandbox.startup_s, 2)
+    seconds["total"] = round(time.perf_counter() - begin, 2)
+    seconds["tests"] = round(seconds["total"] - sandbox.startup_s, 2)
+    if extracted.missing:
+        notes.append(f"Not found in the notebook: {', '.join(extracted.missing)}.")
+    if sandbox.skipped:
+        notes.append(f"{len(sandbox.skipped)} cell(s) ran too long while loading and were left out.")
+    if printed.strip():
+        notes.append(f"What your code printed while being graded (last lines):\n{printed}")
+    return Report(str(path), part, outcomes, "\n".join(notes), seconds)
+
+
+def crashed_report(path: str | Path, part: str | None, message: str) -> Report:
+    """The report written when grading itself failed: every test scores 0 with the reason."""
+    try:
+        tests = tests_for(load_assignment(part)) if part in PARTS else []
+    except Exception:  # noqa: BLE001
+        tests = []
+    outcomes = [Outcome(t, 0.0, "failed", message) for t in tests]
+    return Report(str(path), part, outcomes, message, {"total": 0.0})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Output: results.json, feedback.html, summary.csv
+
+
+def submission_name(path: str | Path) -> str:
+    path = Path(path)
+    return path.stem if path.suffix == ".ipynb" else path.name
+
+
+def write_report(report: Report, out_dir: str | Path) -> Path:
+    """``results.json`` and ``feedback.html`` in ``out_dir``; returns the results path."""
+    from autograder.wire import finite_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / "results.json"
+    results.write_text(json.dumps(finite_json(report.results()), indent=2, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "feedback.html").write_text(feedback_html(report), encoding="utf-8")
+    return results
+
+
+def feedback_html(report: Report) -> str:
+    """A page a student can read: each test, its score and what went wrong."""
+    rows = []
+    for o in report.outcomes:
+        mark = "✓" if o.status == "passed" else "✗"
+        hidden = " <em>(hidden inputs: shown after the due date)</em>" if o.test.visibility != "visible" else ""
+        rows.append(f"<tr class='{o.status}'><td>{html.escape(o.test.number)}</td><td>{mark} "
+                    f"{html.escape(o.test.name)}{hidden}</td><td>{o.score:g} / {o.test.max_score:g}</td>"
+                    f"<td><pre>{html.escape(o.output)}</pre></td></tr>")
+    title = f"Feedback: {html.escape(submission_name(report.submission))} ({html.escape(str(report.part))})"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} tr.passed td:nth-child(2){{color:#176f2c}}
+tr.failed td:nth-child(2){{color:#a4001d}} pre{{white-space:pre-wrap;margin:0;max-width:60em}}</style></head>
+<body><h1>{title}</h1>
+<p>Score: <strong>{report.score:g} / {report.max_score:g}</strong></p>
+{f"<pre>{html.escape(report.output)}</pre>" if report.output else ""}
+<table><tr><th>#</th><th>Check</th><th>Score</th><th>Message</th></tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+
+
+def write_summary(reports: list[Report], path: str | Path) -> Path:
+    """One row per submission, one column per test (its score), plus the total."""
+    path = Path(path)
+    names: list[str] = []
+    for report in reports:
+        names += [o.test.name for o in report.outcomes if o.test.name not in names]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "part", "score", "max_score", *names])
+        for report in reports:
+            scores = {o.test.name: o.score for o in report.outcomes}
+            writer.writerow([submission_name(report.submission), report.part, f"{report.score:g}",
+                             f"{report.max_score:g}", *[scores.get(n, "") for n in names]])
+    return path
+
+
+def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds) -> Report:
+    """Grade one submission and write its files; a failure of the grader itself is written down too."""
+    try:
+        report = grade_submission(path, part, limits, kinds)
+    except Exception as err:  # noqa: BLE001 - the batch goes on
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        report = crashed_report(path, part, f"The grader failed on this submission ({detail}); "
+                                            "tell the course staff.")
+    write_report(report, out_dir)
+    return report
+
+
+def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = None, jobs: int = 1,
+                limits: Limits | None = None, kinds=("public", "hidden", "semantic"), log=print) -> list[Report]:
+    """Grade ``paths`` into ``out/<submission>/`` (``jobs`` in parallel processes) and write ``out/summary.csv``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs, seen = [], set()
+    for path in paths:
+        name = submission_name(path)
+        unique, k = name, 2
+        while unique in seen:
+            unique, k = f"{name}-{k}", k + 1
+        seen.add(unique)
+        dirs.append(out / unique)
+    reports: list[Report | None] = [None] * len(paths)
+    if jobs <= 1:
+        for i, (path, folder) in enumerate(zip(paths, dirs)):
+            reports[i] = _grade_and_write(str(path), str(folder), part, limits, kinds)
+            log(f"{submission_name(path)}: {reports[i].score:g} / {reports[i].max_score:g}")
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_and_write, str(p), str(d), part, limits, kinds): i
+                       for i, (p, d) in enumerate(zip(paths, dirs))}
+            for future, i in futures.items():
+                try:
+                    reports[i] = future.result()
+                except Exception as err:  # noqa: BLE001 - a worker that died: write its report here
+                    reports[i] = crashed_report(paths[i], part, f"The grader's worker failed ({type(err).__name__}).")
+                    write_report(reports[i], dirs[i])
+                log(f"{submission_name(paths[i])}: {reports[i].score:g} / {reports[i].max_score:g}")
+    write_summary(reports, out / "summary.csv")
+    return reports

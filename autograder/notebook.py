@@ -1,0 +1,218 @@
+"""Reading a submission: find the notebook, then the code of every function and class a student writes.
+
+A submission is an ``.ipynb`` file or a folder holding one (as Gradescope and nbgrader deliver it). The
+code is looked up by the nbgrader ``grade_id`` of the answer cells (``forward``, ``Conv``, …) and, since
+students move, split, duplicate and retype cells (losing their metadata), also by what each code cell
+defines: any cell that defines a graded name at its top level counts, and in notebook order the last
+definition wins, as when the notebook runs top to bottom.
+
+Only definitions run: from each cell that counts, the grader keeps its imports, ``def``/``class``
+statements and assignments, and drops everything else (calls, loops, training, plotting), so that a
+figure or a training loop in a solution cell never runs while grading. The assignment's own import lines
+(from the trusted released notebook, not from the submission) run first.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.sandbox import Cell
+
+MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # larger files are refused (outputs of a long training run stay far below)
+KEPT_STATEMENTS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                   ast.AnnAssign)
+FORBIDDEN_PACKAGES = ("autograder",)  # the grader's package: importing it in a solution is refused
+DEF_PATTERN = re.compile(r"^(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
+
+
+class SubmissionError(ValueError):
+    """The submission cannot be read as a notebook: the message says what was expected."""
+
+
+@dataclass
+class Extracted:
+    """The code to run for one submission and what was found or missing."""
+
+    cells: list[Cell]  # in notebook order
+    found: dict[str, str]  # graded name → label of the cell that defines it last
+    missing: list[str]  # graded names no cell defines
+    problems: dict[str, str] = field(default_factory=dict)  # graded name → why its code is refused
+
+
+def find_notebook(path: str | Path, part: str | None = None) -> Path:
+    """The notebook of a submission: ``path`` itself, or the one ``.ipynb`` in the folder ``path``
+    (preferring ``<part>.ipynb``, ignoring checkpoints)."""
+    path = Path(path)
+    if path.is_dir():
+        notebooks = sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        if part:
+            named = [p for p in notebooks if p.stem == part]
+            notebooks = named or notebooks
+        if not notebooks:
+            raise SubmissionError(f"expected a Jupyter notebook (.ipynb) in the folder {path.name}, but found none")
+        if len(notebooks) > 1:
+            raise SubmissionError(f"expected one notebook in the folder {path.name}, but found "
+                                  f"{', '.join(p.name for p in notebooks[:5])}: submit only the assignment's notebook")
+        return notebooks[0]
+    if not path.is_file():
+        raise SubmissionError(f"expected a notebook file or a folder at {path}, but there is nothing there")
+    return path
+
+
+def read_notebook(path: Path):
+    """The notebook at ``path`` (nbformat 4), or :class:`SubmissionError` saying why it is not one."""
+    size = path.stat().st_size
+    if size == 0:
+        raise SubmissionError(f"{path.name} is empty: expected a Jupyter notebook")
+    if size > MAX_NOTEBOOK_BYTES:
+        raise SubmissionError(f"{path.name} is {size / 2**20:.0f} MB; expected a notebook under "
+                              f"{MAX_NOTEBOOK_BYTES // 2**20} MB (clear large outputs before submitting)")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise SubmissionError(f"{path.name} is not a Jupyter notebook: it is not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise SubmissionError(f"{path.name} is JSON but not a Jupyter notebook: it has no list of cells")
+    try:
+        return nbformat.reads(json.dumps(data), as_version=4)
+    except Exception as err:  # noqa: BLE001 - nbformat raises several kinds
+        raise SubmissionError(f"{path.name} could not be read as a notebook ({type(err).__name__}: {err})") from None
+
+
+def defined_names(tree: ast.Module) -> list[str]:
+    """Names a module's top-level ``def``/``class`` statements and simple assignments define."""
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return names
+
+
+def kept_source(source: str, tree: ast.Module) -> str:
+    """Only the definitions of a cell (imports, def, class, assignments), in their original lines."""
+    lines = source.splitlines()
+    kept: list[str] = []
+    for node in tree.body:
+        if isinstance(node, KEPT_STATEMENTS):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            # blank lines keep the line numbers of the student's cell in tracebacks
+            kept += [""] * (start - 1 - len(kept)) + lines[start - 1:node.end_lineno]
+    return "\n".join(kept) + "\n"
+
+
+def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | None:
+    """An import of the grader's package, or of a graded answer from the reference, if the cell has one."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                root = alias.name.split(".")[0]
+                if root in FORBIDDEN_PACKAGES or (root == "reference" and (alias.name, "*") not in allowed):
+                    return f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            root = node.module.split(".")[0]
+            if root in FORBIDDEN_PACKAGES:
+                return f"from {node.module} import …"
+            if root == "reference":
+                for alias in node.names:
+                    if (node.module, alias.name) not in allowed:
+                        return f"from {node.module} import {alias.name}"
+    return None
+
+
+def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]:
+    """The import lines of the assignment's own (non-answer, non-test) code cells, and the
+    ``(module, name)`` pairs they import from ``reference`` — the helpers students may use."""
+    lines, allowed = [], set()
+    for cell in trusted_notebook.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("solution") or meta.get("grade"):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FORBIDDEN_PACKAGES:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                lines.append(ast.unparse(node))
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    allowed |= {(node.module, a.name) for a in node.names}
+                elif isinstance(node, ast.Import):
+                    allowed |= {(a.name, "*") for a in node.names}
+    return lines, allowed
+
+
+def provided_definitions(trusted_notebook, graded: list[str]) -> dict[str, list[str]]:
+    """Definitions the assignment itself makes from students' functions, such as
+    ``flip_view = (flip_upside_down, flip_upside_down)``: assignments without any call, in the trusted
+    notebook's code cells, keyed by the graded name whose cell they follow."""
+    provided: dict[str, list[str]] = {}
+    last = None
+    for cell in trusted_notebook.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("grade"):
+            continue
+        if meta.get("solution"):
+            last = meta.get("grade_id") if meta.get("grade_id") in graded else last
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and last and not any(isinstance(n, ast.Call) for n in ast.walk(node.value)):
+                provided.setdefault(last, []).append(ast.unparse(node))
+    return provided
+
+
+def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
+            provided: dict[str, list[str]] | None = None) -> Extracted:
+    """The cells to run for ``graded`` names, found by grade_id or by what the cells define; after each,
+    the ``provided`` definitions that follow it in the assignment."""
+    provided = provided or {}
+    cells, found, problems = [], {}, {}
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code" or not isinstance(cell.get("source"), str):
+            continue
+        grade_id = str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
+        if grade_id.startswith("test_"):
+            continue  # the assignment's check cells: not the student's code
+        source = cell.source
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as err:
+            names = [n for n in DEF_PATTERN.findall(source) if n in graded]
+            if grade_id in graded and grade_id not in names:
+                names.append(grade_id)
+            for name in names:
+                found[name] = f"{grade_id or 'cell ' + str(index + 1)}"
+                problems[name] = (f"the cell that defines {name} has a syntax error on line {err.lineno}: "
+                                  f"{err.msg}")
+            continue
+        names = [n for n in defined_names(tree) if n in graded]
+        if not names:
+            continue
+        label = grade_id if grade_id in graded else f"{names[0]} (cell {index + 1})"
+        bad = forbidden_import(tree, allowed_imports)
+        for name in names:
+            found[name] = label
+            problems.pop(name, None)
+            if bad:
+                problems[name] = (f"the cell that defines {name} imports code the assignment does not provide "
+                                  f"({bad}): write {name} yourself")
+        cells.append(Cell(label=label, source=kept_source(source, tree), names=names))
+        for name in names:
+            if provided.get(name):
+                cells.append(Cell(label=f"provided after {name}", source="\n".join(provided[name]) + "\n"))
+    return Extracted(cells=cells, found=found, missing=[n for n in graded if n not in found], problems=problems)

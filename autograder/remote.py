@@ -1,0 +1,204 @@
+"""Stand-ins, on the grader's side, for the functions and classes a student wrote, which live in a sandboxed
+process (:mod:`autograder.sandbox`).
+
+The checks of :mod:`autograder.public` and :mod:`autograder.semantic` take the student's function or class
+and call it. Given a :class:`RemoteFunction` or :class:`RemoteClass` instead, every call is sent to the
+student's process with its arguments (tensors, numbers, generators, the checks' models — see
+:mod:`autograder.wire`), runs there, and only data comes back. The reference runs here, in the trusted
+process, and so does every comparison.
+
+What the student's code did to the models it was given comes back too: every call of a model that a
+check records (a diffusers UNet with a recording hook, a :class:`~autograder.fixtures.Probe`) is replayed
+on the grader's copy of the model with the same inputs and mode, so the checks read what they would have
+read in one process. Generators come back in the state the student's code left them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+from autograder.wire import Decoder, Encoder, WireError
+
+
+class StudentError(Exception):
+    """The student's code raised: ``kind`` is the exception's type name, ``lines`` the student's own traceback."""
+
+    def __init__(self, kind: str, message: str, lines: list[str] | None = None):
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind, self.message, self.lines = kind, message, list(lines or [])
+
+
+class StudentNotImplemented(StudentError, NotImplementedError):
+    """The student's function still raises ``NotImplementedError`` (the stub)."""
+
+
+class SandboxFailure(Exception):
+    """The student's process did not answer: it timed out, was killed, exited, or sent something invalid."""
+
+
+def _records_calls(module: nn.Module) -> bool:
+    """Whether a check reads what ``module`` was called with (hooks on it, or a recording stand-in)."""
+    return bool(module._forward_pre_hooks or module._forward_hooks or hasattr(module, "calls"))
+
+
+def _replay(module: nn.Module, records: list[dict], final_training: bool) -> None:
+    """Call ``module`` as the student's code called its twin, so that hooks and recorders see the same inputs."""
+    with torch.no_grad():
+        for record in records:
+            module.train(record["training"])
+            module(*record["args"], **record["kwargs"])
+    module.train(final_training)
+
+
+class Channel:
+    """What the proxies need from a sandbox: ``request(message, tensors) -> (reply, tensors)``."""
+
+    def request(self, message: dict, tensors: dict) -> tuple[dict, dict]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _call(channel, message: dict, args: tuple, kwargs: dict):
+    """Send one operation with arguments; decode the result; replay recorded model calls; update generators."""
+    encoder = Encoder()
+    message = dict(message, args=encoder.encode(list(args)), kwargs=encoder.encode(dict(kwargs)),
+                   modules=encoder.modules,
+                   record=[mid for mid, m in encoder.sent_modules.items() if _records_calls(m)])
+    reply, tensors = channel.request(message, encoder.tensors)
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        kind, text, lines = str(error.get("type", "Error")), str(error.get("message", "")), error.get("traceback", [])
+        cls = StudentNotImplemented if kind == "NotImplementedError" else StudentError
+        raise cls(kind, text, [str(line) for line in lines][:40])
+    decoder = Decoder(tensors, allow_objects=False)
+    try:
+        result = decoder.decode(reply["result"])
+        for module_id, records in (reply.get("calls") or {}).items():
+            module = encoder.sent_modules[module_id]
+            decoded = [dict(args=decoder.decode(r["args"]), kwargs=decoder.decode(r["kwargs"]),
+                            training=bool(r["training"])) for r in records]
+            _replay(module, decoded, bool(reply.get("training", {}).get(module_id, module.training)))
+        for key, state_key in (reply.get("generators") or {}).items():
+            encoder.generators[key].set_state(decoder.tensor(state_key).to(torch.uint8))
+    except (KeyError, TypeError, WireError, RuntimeError) as err:
+        raise SandboxFailure(f"the student's process sent a reply the grader cannot read ({err})") from None
+    return reply, result
+
+
+class RemoteFunction:
+    """The student's function ``name``: calling it runs it in the sandbox and returns what it returned."""
+
+    def __init__(self, channel, name: str):
+        self._channel, self.__name__ = channel, name
+
+    def __call__(self, *args, **kwargs):
+        return _call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs)[1]
+
+    def __repr__(self) -> str:
+        return f"<student function {self.__name__}>"
+
+
+class RemoteObject:
+    """Something the student's class made that is not an ``nn.Module``: only its type name is known."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name}>"
+
+
+RemoteObject.__name__ = "RemoteObject"
+
+
+class RemoteClass:
+    """The student's class ``name``: calling it builds an instance in the sandbox (a :class:`RemoteModule`)."""
+
+    def __init__(self, channel, name: str):
+        self._channel, self.__name__ = channel, name
+        self._signature = None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        if self._signature is None:
+            reply, params = _call(self._channel, {"op": "signature", "name": self.__name__}, (), {})
+            try:
+                self._signature = inspect.Signature([
+                    inspect.Parameter(str(name), getattr(inspect.Parameter, str(kind)),
+                                      **({"default": None} if has_default else {}))
+                    for name, kind, has_default in params])
+            except (TypeError, ValueError, AttributeError):
+                raise SandboxFailure(f"the signature of {self.__name__} could not be read") from None
+        return self._signature
+
+    def __call__(self, *args, **kwargs):
+        reply, info = _call(self._channel, {"op": "new", "name": self.__name__}, args, kwargs)
+        if not info.get("is_module"):
+            return RemoteObject(info.get("type", "object"))
+        return RemoteModule(self._channel, info)
+
+    def __repr__(self) -> str:
+        return f"<student class {self.__name__}>"
+
+
+class RemoteModule(nn.Module):
+    """An instance of a student's ``nn.Module`` class, living in the sandbox.
+
+    Supports what the checks use: calling it (``forward``), ``train``/``eval``, ``parameters`` and
+    ``state_dict`` (meta tensors of the right shapes and dtypes: structure only), ``load_state_dict``.
+    """
+
+    def __init__(self, channel, info: dict):
+        super().__init__()
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_info", info)
+        object.__setattr__(self, "_handle", info["handle"])
+        self.training = bool(info.get("training", True))
+        object.__setattr__(self, "type_name", info.get("type", "Module"))
+
+    def _method(self, method: str, *args, **kwargs):
+        reply, result = _call(self._channel, {"op": "method", "handle": self._handle, "method": method}, args, kwargs)
+        if reply.get("info"):
+            object.__setattr__(self, "_info", dict(self._info, **reply["info"]))
+        return result
+
+    def forward(self, *args, **kwargs):
+        return self._method("forward", *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        self._method("train", bool(mode))
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    @staticmethod
+    def _meta(entries) -> "OrderedDict[str, torch.Tensor]":
+        from autograder.wire import dtype_from_name
+
+        return OrderedDict((name, torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
+                           for name, shape, dtype in entries)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        yield from ((prefix + name, t) for name, t in self._meta(self._info.get("params", [])).items())
+
+    def parameters(self, recurse: bool = True):
+        yield from (t for _, t in self.named_parameters())
+
+    def state_dict(self, *args, **kwargs):
+        return self._meta(self._info.get("state", []))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        try:
+            return self._method("load_state_dict", dict(state_dict), strict=strict)
+        except StudentError as err:
+            if err.kind == "RuntimeError":
+                raise RuntimeError(err.message) from None
+            raise
+
+    def __repr__(self) -> str:
+        return f"<student {self.type_name} instance>"
