@@ -10,6 +10,10 @@ weights and BatchNorm statistics (calibrated, then perturbed) in eval mode. Loss
 :class:`~autograder.fixtures.Probe`, a stand-in UNet that returns its input and records what it was
 given: the noise the student drew is read back and judged by its properties (N(0, I) statistics, the
 loss recomputed from it), so any way of drawing it passes.
+
+Every check takes a keyword ``seed``: 0 (the default) runs the inputs the notebooks show; another seed
+runs the same logic on other inputs, channel counts, batch sizes, weights, BatchNorm statistics, times,
+classes, masks, σ and generator seeds — the autograder's hidden runs.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from autograder.compare import (
     public_check,
     tensor_problem,
 )
-from autograder.fixtures import Probe, build, calibrate_norms, digits, generator
+from autograder.fixtures import Probe, build, calibrate_norms, derived_seed, digits, generator, parameter_rng
 from reference import denoiser as ref_denoiser
 from reference import unet as ref_unet
 
@@ -65,12 +69,15 @@ def key_report(student: nn.Module, reference: nn.Module) -> str:
 
 
 def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dict, inputs: tuple,
-                 layout: str, input_kwargs: dict | None = None) -> None:
-    """Build both classes with the same arguments; compare shape, parameters, names, then outputs."""
+                 layout: str, input_kwargs: dict | None = None, seed: int = 0) -> None:
+    """Build both classes with the same arguments; compare shape, parameters, names, then outputs.
+
+    ``seed`` initialises both (``build``) and perturbs the reference's BatchNorm statistics (``calibrate_norms``).
+    """
     input_kwargs = input_kwargs or {}
     call = f"{name}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
-    student = build(student_cls, *args, **kwargs)
-    reference = calibrate_norms(build(reference_cls, *args, **kwargs), *inputs, **input_kwargs)
+    student = build(student_cls, *args, seed=seed, **kwargs)
+    reference = calibrate_norms(build(reference_cls, *args, seed=seed, **kwargs), *inputs, seed=seed, **input_kwargs)
     assert_true(isinstance(student, nn.Module), f"Is {name} a subclass of nn.Module whose __init__ calls "
                 "super().__init__()?", f"{call} made a {describe(student)}.")
     shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
@@ -101,10 +108,13 @@ _UNET = ("conv_in, down1, down2, flatten, unflatten, up1, up2, conv_out, head (a
          "wired as in the diagram")
 
 
-def _module_check(name, reference_cls, args, inputs, layout, kwargs=None, input_kwargs=None):
+def _module_check(name, reference_cls, case, layout, kwargs=None, input_kwargs=None):
+    """A public check of class ``name``; ``case(name, seed)`` gives the constructor's args and the inputs."""
+
     @public_check
-    def check(student_cls) -> None:
-        check_module(name, student_cls, reference_cls, args, kwargs or {}, inputs(), layout, input_kwargs)
+    def check(student_cls, *, seed: int = 0) -> None:
+        args, inputs = case(name, seed)
+        check_module(name, student_cls, reference_cls, args, kwargs or {}, inputs, layout, input_kwargs, seed)
         passed(f"{name}: output shape, parameter names and outputs with the reference's weights match")
 
     check.__name__ = f"check_{name}"
@@ -112,55 +122,116 @@ def _module_check(name, reference_cls, args, inputs, layout, kwargs=None, input_
     return check
 
 
-check_Conv = _module_check("Conv", ref_unet.Conv, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
-                           _OP.format(conv="conv: Conv2d(k=3, s=1, p=1)"))
-check_DownConv = _module_check("DownConv", ref_unet.DownConv, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+def _sizes(name: str, seed: int, public: tuple, draw) -> tuple:
+    """``public`` at seed 0, else ``draw(rng)`` with the check's parameter RNG."""
+    return public if seed == 0 else draw(parameter_rng(name, seed))
+
+
+def in_out(rng) -> tuple[int, int]:
+    """Channel counts (in, out): in from 1–6, out from 2–8 and never equal to in (with in = out a layer built
+    with the wrong one of them goes unnoticed)."""
+    c_in = rng.randint(1, 6)
+    return c_in, rng.choice([c for c in range(2, 9) if c != c_in])
+
+
+def conv_case(side: int):
+    """Args (in, out) and one input (N, in, S, S): (3, 5), N = 2, S = ``side`` at seed 0; else 1–6 in and 2–8
+    out channels (:func:`in_out`), N = 2–4 and S = side ± 0–4 (even)."""
+
+    def case(name: str, seed: int):
+        c_in, c_out, n, s = _sizes(name, seed, (3, 5, 2, side), lambda rng: (
+            *in_out(rng), rng.randint(2, 4), side + 2 * rng.randint(-2, 2)))
+        return (c_in, c_out), (gaussian(n, c_in, s, s, seed=derived_seed(seed)),)
+
+    return case
+
+
+def flatten_case(name: str, seed: int):
+    n, c = _sizes(name, seed, (2, 6), lambda rng: (rng.randint(2, 4), rng.randint(2, 8)))
+    return (), (gaussian(n, c, 7, 7, seed=derived_seed(seed)),)
+
+
+def unflatten_case(name: str, seed: int):
+    n, c = _sizes(name, seed, (2, 6), lambda rng: (rng.randint(2, 4), rng.randint(2, 8)))
+    return (c,), (gaussian(n, c, 1, 1, seed=derived_seed(seed)),)
+
+
+def concat_case(name: str, seed: int):
+    n, c1, c2, s = _sizes(name, seed, (2, 3, 4, 5), lambda rng: (
+        rng.randint(1, 3), rng.randint(1, 5), rng.randint(1, 5), rng.randint(3, 8)))
+    return (), (gaussian(n, c1, s, s, seed=derived_seed(seed)), gaussian(n, c2, s, s, seed=derived_seed(seed, 1)))
+
+
+def fc_case(name: str, seed: int):
+    c_in, c_out, n = _sizes(name, seed, (3, 6, 4), lambda rng: (*in_out(rng), rng.randint(2, 6)))
+    return (c_in, c_out), (gaussian(n, c_in, seed=derived_seed(seed)),)
+
+
+def unet_case(name: str, seed: int):
+    n = _sizes(name, seed, (2,), lambda rng: (rng.randint(2, 3),))[0]
+    return (), (digits(n, seed),)
+
+
+check_Conv = _module_check("Conv", ref_unet.Conv, conv_case(12), _OP.format(conv="conv: Conv2d(k=3, s=1, p=1)"))
+check_DownConv = _module_check("DownConv", ref_unet.DownConv, conv_case(12),
                                _OP.format(conv="conv: Conv2d(k=3, s=2, p=1)"))
-check_UpConv = _module_check("UpConv", ref_unet.UpConv, (3, 5), lambda: (gaussian(2, 3, 6, 6),),
+check_UpConv = _module_check("UpConv", ref_unet.UpConv, conv_case(6),
                              _OP.format(conv="conv: ConvTranspose2d(k=4, s=2, p=1)"))
-check_Flatten = _module_check("Flatten", ref_unet.Flatten, (), lambda: (gaussian(2, 6, 7, 7),),
-                              "AvgPool2d(7) → GELU, giving (N, C, 1, 1)")
-check_Unflatten = _module_check("Unflatten", ref_unet.Unflatten, (6,), lambda: (gaussian(2, 6, 1, 1),),
+check_Flatten = _module_check("Flatten", ref_unet.Flatten, flatten_case, "AvgPool2d(7) → GELU, giving (N, C, 1, 1)")
+check_Unflatten = _module_check("Unflatten", ref_unet.Unflatten, unflatten_case,
                                 _OP.format(conv="conv: ConvTranspose2d(k=7, s=7, p=0)"))
-check_Concat = _module_check("Concat", ref_unet.Concat, (),
-                             lambda: (gaussian(2, 3, 5, 5), gaussian(2, 4, 5, 5, seed=1)),
+check_Concat = _module_check("Concat", ref_unet.Concat, concat_case,
                              "torch.cat of its two inputs along the channel axis, the first input first")
-check_ConvBlock = _module_check("ConvBlock", ref_unet.ConvBlock, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+check_ConvBlock = _module_check("ConvBlock", ref_unet.ConvBlock, conv_case(12),
                                 "conv1: Conv(in, out) → conv2: Conv(out, out)")
-check_DownBlock = _module_check("DownBlock", ref_unet.DownBlock, (3, 5), lambda: (gaussian(2, 3, 12, 12),),
+check_DownBlock = _module_check("DownBlock", ref_unet.DownBlock, conv_case(12),
                                 "down: DownConv(in, out) → block: ConvBlock(out, out)")
-check_UpBlock = _module_check("UpBlock", ref_unet.UpBlock, (3, 5), lambda: (gaussian(2, 3, 6, 6),),
+check_UpBlock = _module_check("UpBlock", ref_unet.UpBlock, conv_case(6),
                               "up: UpConv(in, out) → block: ConvBlock(out, out)")
-check_FCBlock = _module_check("FCBlock", ref_unet.FCBlock, (3, 6), lambda: (gaussian(4, 3),),
+check_FCBlock = _module_check("FCBlock", ref_unet.FCBlock, fc_case,
                               "fc1: Linear(in, out) → act: GELU → fc2: Linear(out, out)")
-check_UnconditionalUNet = _module_check("UnconditionalUNet", ref_unet.UnconditionalUNet, (),
-                                        lambda: (digits(2),), _UNET, dict(in_channels=1, num_hiddens=D))
+check_UnconditionalUNet = _module_check("UnconditionalUNet", ref_unet.UnconditionalUNet, unet_case, _UNET,
+                                        dict(in_channels=1, num_hiddens=D))
+
+
+def unet_times(name: str, seed: int, n: int = 2) -> torch.Tensor:
+    """Times (n,) in [0, 1] for the UNets: [0.2, 0.9] at seed 0, else drawn (two decimals)."""
+    return torch.tensor([0.2, 0.9] if seed == 0 else
+                        [round(parameter_rng(f"{name}/t", seed).uniform(0.05, 1.0), 2) for _ in range(n)])
 
 
 @public_check
-def check_TimeConditionalUNet(TimeConditionalUNet) -> None:
+def check_TimeConditionalUNet(TimeConditionalUNet, *, seed: int = 0) -> None:
     """Both conditioning kinds when the class takes ``conditioning`` (FM multiplies, DDPM adds)."""
     has_kind = "conditioning" in inspect.signature(TimeConditionalUNet).parameters
+    _, (x,) = unet_case("TimeConditionalUNet", seed)
+    t = unet_times("TimeConditionalUNet", seed, x.shape[0])
     for kind in ("fm", "ddpm") if has_kind else (None,):
         kwargs = dict(in_channels=1, num_hiddens=D, **({"conditioning": kind} if kind else {}))
         check_module("TimeConditionalUNet", TimeConditionalUNet, ref_unet.TimeConditionalUNet, (), kwargs,
-                     (digits(2), torch.tensor([0.2, 0.9])), _UNET + ", plus fc1_t and fc2_t injecting t at the "
-                     "unflatten and up1 outputs")
+                     (x, t), _UNET + ", plus fc1_t and fc2_t injecting t at the "
+                     "unflatten and up1 outputs", seed=seed)
     passed("TimeConditionalUNet: output shape, parameter names and outputs with the reference's weights match")
 
 
 @public_check
-def check_ClassConditionalUNet(ClassConditionalUNet) -> None:
-    """With one-hot classes, then with a mask that drops the second image's class."""
-    c = F.one_hot(torch.tensor([3, 8]), 10).float()
-    inputs = (digits(2), c, torch.tensor([0.2, 0.9]))
+def check_ClassConditionalUNet(ClassConditionalUNet, *, seed: int = 0) -> None:
+    """With one-hot classes, then with a mask that drops one image's class (the second at seed 0)."""
+    labels, dropped = [3, 8], 1
+    if seed:
+        rng = parameter_rng("ClassConditionalUNet", seed)
+        labels, dropped = rng.sample(range(10), 2), rng.randint(0, 1)
+    mask = torch.ones(2)
+    mask[dropped] = 0
+    inputs = (digits(2, seed), F.one_hot(torch.tensor(labels), 10).float(), unet_times("ClassConditionalUNet", seed))
     layout = _UNET + ", plus fc1_t, fc2_t, fc1_c, fc2_c: unflatten → c1·unflatten + t1, up1 → c2·up1 + t2"
     kwargs = dict(in_channels=1, num_classes=10, num_hiddens=D)
     check_module("ClassConditionalUNet", ClassConditionalUNet, ref_unet.ClassConditionalUNet, (), kwargs, inputs,
-                 layout)
+                 layout, seed=seed)
+    shown = ", ".join(str(int(m)) for m in mask)
     check_module("ClassConditionalUNet", ClassConditionalUNet, ref_unet.ClassConditionalUNet, (), kwargs, inputs,
-                 layout + " (with mask = [1, 0]: the second image's class is dropped, c ← c·mask)",
-                 input_kwargs={"mask": torch.tensor([1.0, 0.0])})
+                 layout + f" (with mask = [{shown}]: the {('first', 'second')[dropped]} image's class is dropped, "
+                 "c ← c·mask)", input_kwargs={"mask": mask}, seed=seed)
     passed("ClassConditionalUNet: output shape, parameter names and outputs (with and without mask) match")
 
 
@@ -198,30 +269,34 @@ def only_call(name: str, probe: Probe, x_shape) -> dict:
 
 
 @public_check
-def check_add_noise(add_noise) -> None:
+def check_add_noise(add_noise, *, seed: int = 0) -> None:
     """z on given noise for two σ; fresh noise with a generator: N(0, I) and reproducible."""
-    x, noise = digits(8), gaussian(8, 1, 28, 28)
-    for sigma in (0.5, 0.2):
+    n, sigmas = _sizes("add_noise", seed, (8, (0.5, 0.2)), lambda rng: (
+        rng.randint(6, 10), tuple(round(rng.uniform(0.1, 0.9), 2) for _ in range(2))))
+    x, noise = digits(n, seed), gaussian(n, 1, 28, 28, seed=derived_seed(seed))
+    for sigma in sigmas:
         expected = ref_denoiser.add_noise(x, sigma, noise=noise)
         actual = add_noise(x.clone(), sigma, noise=noise.clone())
         assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
                      context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
-    first = add_noise(x.clone(), 0.5, generator=generator(7))
-    again = add_noise(x.clone(), 0.5, generator=generator(7))
+    sigma, generator_seed = sigmas[0], derived_seed(seed, 7)
+    first = add_noise(x.clone(), sigma, generator=generator(generator_seed))
+    again = add_noise(x.clone(), sigma, generator=generator(generator_seed))
     problem = tensor_problem(first, x, "z")
     assert_true(problem is None, "When noise is None, does add_noise return z of x's shape and dtype?", f"{problem}.")
-    assert_normal((first.double() - x.double()) / 0.5, "When noise is None, does add_noise draw ε ~ N(0, I) "
-                  "(torch.randn)?", "With σ=0.5 the implied noise (z − x)/σ", tol=0.1)
+    assert_normal((first.double() - x.double()) / sigma, "When noise is None, does add_noise draw ε ~ N(0, I) "
+                  "(torch.randn)?", f"With σ={sigma:g} the implied noise (z − x)/σ", tol=0.1)
     assert_true(close(again, first), "When noise is None, does add_noise draw ε with the generator it is given, so "
                 "that the same seed gives the same z?", "Two calls with generators seeded alike gave different z.")
     passed("add_noise: z matches on given noise; fresh noise looks like N(0, I) and follows the generator")
 
 
 @public_check
-def check_denoiser_loss(denoiser_loss) -> None:
+def check_denoiser_loss(denoiser_loss, *, seed: int = 0) -> None:
     """On a probe UNet: its input is x + σε with ε ~ N(0, I), and the loss is the MSE of its output to x."""
-    probe, x, sigma = Probe("plain"), digits(N_LOSS), 0.3
-    loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator())
+    sigma = 0.3 if seed == 0 else round(parameter_rng("denoiser_loss", seed).uniform(0.15, 0.9), 2)
+    probe, x = Probe("plain"), digits(N_LOSS, seed)
+    loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator(derived_seed(seed)))
     z = only_call("denoiser_loss", probe, x.shape)["x"]
     assert_normal((z - x.double()) / sigma, "Is the UNet's input z = x + σ·ε, with ε ~ N(0, I) and σ = sigma?",
                   f"With σ={sigma}, the noise (z − x)/σ implied by the UNet's input")
@@ -233,10 +308,10 @@ def check_denoiser_loss(denoiser_loss) -> None:
 
 
 @public_check
-def check_pure_noise_loss(pure_noise_loss) -> None:
+def check_pure_noise_loss(pure_noise_loss, *, seed: int = 0) -> None:
     """On a probe UNet: its input is pure N(0, I) noise, and the loss is the MSE of its output to x."""
-    probe, x = Probe("plain"), digits(N_LOSS)
-    loss = pure_noise_loss(probe, x.clone(), generator=generator())
+    probe, x = Probe("plain"), digits(N_LOSS, seed)
+    loss = pure_noise_loss(probe, x.clone(), generator=generator(derived_seed(seed)))
     eps = only_call("pure_noise_loss", probe, x.shape)["x"]
     question = "Is the UNet's input pure noise ε ~ N(0, I), with nothing of x in it?"
     assert_normal(eps, question, "The UNet's input")

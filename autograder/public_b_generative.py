@@ -4,7 +4,9 @@ Time conventions — opposite to each other: flow matching t = 0 is noise, t = 1
 clean, t = T the noisiest, and the UNet is fed t/T. Same rules as :mod:`autograder.public_b`: losses run
 on a recording :class:`~autograder.fixtures.Probe` and are judged by what it was given (any order of
 random draws passes); samplers run a small reference UNet (random BatchNorm statistics, left in train
-mode) and must give the reference's samples for the same generator.
+mode) and must give the reference's samples for the same generator. With a ``seed`` ≠ 0 every check
+runs on other digits, noise, times, classes, p_uncond, schedules, step counts, guidance scales and
+generator seeds (the samplers' small UNet stays the same).
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from autograder.compare import (
     passed,
     public_check,
 )
-from autograder.fixtures import ModuleCalls, Probe, build, calibrate_norms, digits, generator, recording
+from autograder.fixtures import (
+    ModuleCalls,
+    Probe,
+    build,
+    calibrate_norms,
+    derived_seed,
+    digits,
+    generator,
+    parameter_rng,
+    recording,
+)
 from autograder.public_b import D, N_LOSS, P_UNCOND, assert_loss, assert_normal, gaussian, only_call
 from reference import ddpm as ref_ddpm
 from reference import flow_matching as ref_fm
@@ -37,21 +49,27 @@ from reference import unet as ref_unet
 
 
 @public_check
-def check_interpolate(interpolate) -> None:
-    """x_t for four images at t = 0, 0.3, 0.75, 1."""
-    x0, x1, t = gaussian(4, 1, 28, 28), digits(4), torch.tensor([0.0, 0.3, 0.75, 1.0])
+def check_interpolate(interpolate, *, seed: int = 0) -> None:
+    """x_t for four images at t = 0, 0.3, 0.75, 1 (at seed ≠ 0: 0, 1 and two drawn times, shuffled)."""
+    times = [0.0, 0.3, 0.75, 1.0]
+    if seed:
+        rng = parameter_rng("interpolate", seed)
+        times = [0.0, 1.0] + [round(rng.uniform(0.05, 0.95), 2) for _ in range(2)]
+        rng.shuffle(times)
+    x0, x1, t = gaussian(4, 1, 28, 28, seed=derived_seed(seed)), digits(4, seed), torch.tensor(times)
     expected = ref_fm.interpolate(x0, x1, t)
     actual = interpolate(x0.clone(), x1.clone(), t.clone())
     if not close(actual, expected) and close(actual, ref_fm.interpolate(x1, x0, t)):
         raise AssertionError("Does t = 0 give the noise x0 and t = 1 the data x1? Your path runs the other way.")
     assert_close(actual, expected, "Does interpolate compute x_t = (1 − t)·x0 + t·x1, with one t per image "
-                 "broadcast over (C, H, W)?", name="x_t", context="With t = [0, 0.3, 0.75, 1]")
-    passed("interpolate: x_t matches at t = 0, 0.3, 0.75 and 1")
+                 "broadcast over (C, H, W)?", name="x_t", context=f"With t = [{fmt(times)}]")
+    passed(f"interpolate: x_t matches at t = {fmt(times[:-1])} and {fmt(times[-1])}")
 
 
 @public_check
-def check_flow_target(flow_target) -> None:
-    x0, x1 = gaussian(4, 1, 28, 28), digits(4)
+def check_flow_target(flow_target, *, seed: int = 0) -> None:
+    n = 4 if seed == 0 else parameter_rng("flow_target", seed).randint(2, 6)
+    x0, x1 = gaussian(n, 1, 28, 28, seed=derived_seed(seed)), digits(n, seed)
     actual = flow_target(x0.clone(), x1.clone())
     assert_close(actual, ref_fm.flow_target(x0, x1), "Is the target the velocity of the straight path from the "
                  "noise x0 to the data x1?", name="u", context=linear_form(actual, {"x0": x0, "x1": x1}).lstrip(", "))
@@ -97,35 +115,65 @@ def _check_classes(name: str, call: dict, labels: torch.Tensor, p_uncond: float)
 
 
 @public_check
-def check_time_fm_forward(time_fm_forward) -> None:
+def check_time_fm_forward(time_fm_forward, *, seed: int = 0) -> None:
     """On a probe UNet: t ~ U[0, 1], x_t on the straight path from N(0, I) noise, loss to x1 − x0."""
-    probe, x1 = Probe("time"), digits(N_LOSS)
-    loss = time_fm_forward(probe, x1.clone(), generator=generator())
+    probe, x1 = Probe("time"), digits(N_LOSS, seed)
+    loss = time_fm_forward(probe, x1.clone(), generator=generator(derived_seed(seed)))
     _check_fm_loss("time_fm_forward", only_call("time_fm_forward", probe, x1.shape), loss, x1)
     passed("time_fm_forward: t, x_t and the loss read back from the UNet's inputs are right")
 
 
+def loss_labels(name: str, seed: int) -> tuple[torch.Tensor, float]:
+    """Labels (N_LOSS,) and p_uncond of a class-conditioned loss check: 0, 1, …, 9, 0, … and P_UNCOND at seed 0;
+    else random labels and p_uncond in [0.2, 0.4] (so that no dropout, share 0, stays > 0.15 away)."""
+    if seed == 0:
+        return torch.arange(N_LOSS) % 10, P_UNCOND
+    p_uncond = round(parameter_rng(name, seed).uniform(0.2, 0.4), 2)
+    return torch.randint(0, 10, (N_LOSS,), generator=generator(derived_seed(seed, 13))), p_uncond
+
+
 @public_check
-def check_class_fm_forward(class_fm_forward) -> None:
+def check_class_fm_forward(class_fm_forward, *, seed: int = 0) -> None:
     """As time_fm_forward, plus one-hot classes dropped with probability p_uncond."""
-    probe, x1, labels = Probe("class"), digits(N_LOSS), torch.arange(N_LOSS) % 10
-    loss = class_fm_forward(probe, x1.clone(), labels.clone(), p_uncond=P_UNCOND, generator=generator())
+    (labels, p_uncond), probe, x1 = loss_labels("class_fm_forward", seed), Probe("class"), digits(N_LOSS, seed)
+    loss = class_fm_forward(probe, x1.clone(), labels.clone(), p_uncond=p_uncond,
+                            generator=generator(derived_seed(seed)))
     call = only_call("class_fm_forward", probe, x1.shape)
-    _check_classes("class_fm_forward", call, labels, P_UNCOND)
+    _check_classes("class_fm_forward", call, labels, p_uncond)
     _check_fm_loss("class_fm_forward", call, loss, x1)
     passed("class_fm_forward: classes, dropout, t, x_t and the loss read back from the UNet's inputs are right")
 
 
 def sampler_unet(cls, **kwargs) -> nn.Module:
-    """A small reference UNet with BatchNorm statistics as after training, left in train mode."""
+    """A small reference UNet with BatchNorm statistics as after training, left in train mode.
+
+    The same network at every seed, like Part A's tiny UNet: with some other random weights the samples grow
+    to 10³–10⁴, and the tolerance, which scales with the samples, would let a wrong last step pass.
+    """
     n = 8
     x, t = gaussian(n, 1, 28, 28, seed=5), torch.rand(n, generator=generator(5))
     inputs = (x, F.one_hot(torch.arange(n) % 10, 10).float(), t) if cls is ref_unet.ClassConditionalUNet else (x, t)
     return calibrate_norms(build(cls, in_channels=1, num_hiddens=D, **kwargs), *inputs).train()
 
 
+def sampler_case(name: str, seed: int, public: tuple[int, int, float], steps: range) -> tuple[int, int, float]:
+    """(number of samples, num_ts, guidance scale) of a sampler check: ``public`` at seed 0; else 2–4 samples,
+    num_ts from ``steps`` and γ in [2, 5] (never 1)."""
+    if seed == 0:
+        return public
+    rng = parameter_rng(name, seed)
+    return rng.randint(2, 4), rng.choice(steps), round(rng.uniform(2.0, 5.0), 1)
+
+
+def sampler_labels(seed: int, n: int) -> torch.Tensor:
+    """Class labels of a class-conditioned sampler check: [3, 7, 0] at seed 0, else n drawn labels."""
+    if seed == 0:
+        return torch.tensor([3, 7, 0])
+    return torch.randint(0, 10, (n,), generator=generator(derived_seed(seed, 17)))
+
+
 def check_sampler(name: str, calls: ModuleCalls, actual, expected, times: list[float], time_rule: str, n: int,
-                  question: str, hypotheses=()) -> None:
+                  question: str, hypotheses=(), generator_seed: int = 0) -> None:
     """A sampler's result: UNet times, eval mode and the first draw checked before the samples themselves."""
     steps = []
     for call in calls.calls:
@@ -139,7 +187,7 @@ def check_sampler(name: str, calls: ModuleCalls, actual, expected, times: list[f
                 f"With num_ts={len(times)}, the UNet saw t = {fmt(steps[:8])}{' …' if len(steps) > 8 else ''}.")
     assert_true(not any(call["training"] for call in calls.calls), f"Is the UNet in eval mode while {name} samples "
                 "(unet.eval(), so that BatchNorm uses its running statistics)?", "It was called in training mode.")
-    first = torch.randn((n, 1, 28, 28), generator=generator())
+    first = torch.randn((n, 1, 28, 28), generator=generator(generator_seed))
     assert_true(close(calls.calls[0]["x"][:n], first), f"Is the starting noise the generator's first draw, "
                 f"torch.randn((N, 1, 28, 28), generator=generator)?", "The UNet's first input was something else.")
     if not close(actual, expected, loose=True):
@@ -159,39 +207,43 @@ def _cfg_hypotheses(sample, scale: float) -> list:
 
 
 @public_check
-def check_time_fm_sample(time_fm_sample) -> None:
+def check_time_fm_sample(time_fm_sample, *, seed: int = 0) -> None:
     """Five Euler steps of a small reference UNet, same generator as the reference."""
-    unet, n, num_ts = sampler_unet(ref_unet.TimeConditionalUNet), 3, 5
+    n, num_ts, _ = sampler_case("time_fm_sample", seed, (3, 5, 1.0), range(4, 7))
+    unet, generator_seed = sampler_unet(ref_unet.TimeConditionalUNet), derived_seed(seed)
     reference_unet = copy.deepcopy(unet)
     with recording(unet, ModuleCalls(time_index=1)) as calls:
-        actual = time_fm_sample(unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
-    expected = ref_fm.time_fm_sample(reference_unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+        actual = time_fm_sample(unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator(generator_seed))
+    expected = ref_fm.time_fm_sample(reference_unet, n, img_wh=(28, 28), num_ts=num_ts,
+                                     generator=generator(generator_seed))
     check_sampler("time_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
                   "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", n,
-                  "Does each Euler step do x ← x + (1/num_ts)·u_θ(x, t), and is the last x returned?")
-    passed("time_fm_sample: 5 Euler steps match the reference on a small UNet")
+                  "Does each Euler step do x ← x + (1/num_ts)·u_θ(x, t), and is the last x returned?",
+                  generator_seed=generator_seed)
+    passed(f"time_fm_sample: {num_ts} Euler steps match the reference on a small UNet")
 
 
 @public_check
-def check_class_fm_sample(class_fm_sample) -> None:
+def check_class_fm_sample(class_fm_sample, *, seed: int = 0) -> None:
     """Four guided Euler steps (γ = 3) of a small reference class-conditioned UNet."""
-    unet, labels, num_ts, scale = sampler_unet(ref_unet.ClassConditionalUNet), torch.tensor([3, 7, 0]), 4, 3.0
-    reference_unet = copy.deepcopy(unet)
+    n, num_ts, scale = sampler_case("class_fm_sample", seed, (3, 4, 3.0), range(3, 6))
+    unet, labels = sampler_unet(ref_unet.ClassConditionalUNet), sampler_labels(seed, n)
+    reference_unet, generator_seed = copy.deepcopy(unet), derived_seed(seed)
 
     def sample(guidance):
         return ref_fm.class_fm_sample(reference_unet, labels, img_wh=(28, 28), num_ts=num_ts,
-                                      guidance_scale=guidance, generator=generator())
+                                      guidance_scale=guidance, generator=generator(generator_seed))
 
     with recording(unet, ModuleCalls(time_index=2)) as calls:
         actual = class_fm_sample(unet, labels.clone(), img_wh=(28, 28), num_ts=num_ts, guidance_scale=scale,
-                                 generator=generator())
+                                 generator=generator(generator_seed))
     expected = sample(scale)
     hypotheses = [] if close(actual, expected, loose=True) else _cfg_hypotheses(sample, scale)
     check_sampler("class_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
                   "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", len(labels),
                   "Does each step use u = u_u + γ·(u_c − u_u), with u_u from the zero class vector, then "
-                  "x ← x + u/num_ts?", hypotheses)
-    passed("class_fm_sample: 4 guided Euler steps match the reference on a small UNet")
+                  "x ← x + u/num_ts?", hypotheses, generator_seed)
+    passed(f"class_fm_sample: {num_ts} guided Euler steps match the reference on a small UNet")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,14 +251,19 @@ def check_class_fm_sample(class_fm_sample) -> None:
 
 
 @public_check
-def check_ddpm_schedule(ddpm_schedule) -> None:
+def check_ddpm_schedule(ddpm_schedule, *, seed: int = 0) -> None:
     """The default schedule and a short one with other betas, entry by entry."""
     questions = {
         "betas": "Are the betas linearly spaced from beta1 to beta2, num_ts values with both ends included?",
         "alphas": "Is α_t = 1 − β_t?",
         "alpha_bars": "Is ᾱ_t the cumulative product of the alphas (torch.cumprod), so that ᾱ_1 = α_1?",
     }
-    for kwargs in ({}, {"beta1": 1e-3, "beta2": 0.05, "num_ts": 10}):
+    other = {"beta1": 1e-3, "beta2": 0.05, "num_ts": 10}
+    if seed:
+        rng = parameter_rng("ddpm_schedule", seed)
+        other = {"beta1": round(rng.uniform(1e-4, 5e-3), 4), "beta2": round(rng.uniform(0.02, 0.1), 3),
+                 "num_ts": rng.randint(5, 50)}
+    for kwargs in ({}, other):
         call = f"ddpm_schedule({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         expected = ref_ddpm.ddpm_schedule(**kwargs)
         result = ddpm_schedule(**kwargs)
@@ -217,7 +274,8 @@ def check_ddpm_schedule(ddpm_schedule) -> None:
             value = result[key]
             value = torch.as_tensor(value) if not isinstance(value, torch.Tensor) else value
             assert_close(value.float(), expected[key], question, name=key, context=f"In {call}")
-    passed("ddpm_schedule: betas, alphas and alpha_bars match for the default and a 10-step schedule")
+    passed(f"ddpm_schedule: betas, alphas and alpha_bars match for the default and a {other['num_ts']}-step "
+           "schedule")
 
 
 def _check_ddpm_loss(name: str, call: dict, loss, x0: torch.Tensor, schedule: dict, num_ts: int) -> None:
@@ -247,24 +305,33 @@ def _check_ddpm_loss(name: str, call: dict, loss, x0: torch.Tensor, schedule: di
                   F.mse_loss(xt, x0))])
 
 
+def loss_num_ts(name: str, seed: int) -> int:
+    """T of a DDPM loss check: the default 300 at seed 0, else 100–500 (with the default betas)."""
+    return 300 if seed == 0 else parameter_rng(f"{name}/T", seed).randrange(100, 501, 10)
+
+
 @public_check
-def check_ddpm_forward(ddpm_forward) -> None:
+def check_ddpm_forward(ddpm_forward, *, seed: int = 0) -> None:
     """On a probe UNet with the default 300-step schedule: t, x_t and the loss read back."""
-    probe, x0, schedule = Probe("time"), digits(N_LOSS), ref_ddpm.ddpm_schedule()
-    loss = ddpm_forward(probe, schedule, x0.clone(), num_ts=300, generator=generator())
-    _check_ddpm_loss("ddpm_forward", only_call("ddpm_forward", probe, x0.shape), loss, x0, schedule, 300)
+    num_ts = loss_num_ts("ddpm_forward", seed)
+    probe, x0 = Probe("time"), digits(N_LOSS, seed)
+    schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
+    loss = ddpm_forward(probe, schedule, x0.clone(), num_ts=num_ts, generator=generator(derived_seed(seed)))
+    _check_ddpm_loss("ddpm_forward", only_call("ddpm_forward", probe, x0.shape), loss, x0, schedule, num_ts)
     passed("ddpm_forward: t, x_t and the loss read back from the UNet's inputs are right")
 
 
 @public_check
-def check_class_ddpm_forward(class_ddpm_forward) -> None:
+def check_class_ddpm_forward(class_ddpm_forward, *, seed: int = 0) -> None:
     """As ddpm_forward, plus one-hot classes dropped with probability p_uncond."""
-    probe, x0, labels, schedule = Probe("class"), digits(N_LOSS), torch.arange(N_LOSS) % 10, ref_ddpm.ddpm_schedule()
-    loss = class_ddpm_forward(probe, schedule, x0.clone(), labels.clone(), p_uncond=P_UNCOND, num_ts=300,
-                              generator=generator())
+    (labels, p_uncond), num_ts = loss_labels("class_ddpm_forward", seed), loss_num_ts("class_ddpm_forward", seed)
+    probe, x0 = Probe("class"), digits(N_LOSS, seed)
+    schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
+    loss = class_ddpm_forward(probe, schedule, x0.clone(), labels.clone(), p_uncond=p_uncond, num_ts=num_ts,
+                              generator=generator(derived_seed(seed)))
     call = only_call("class_ddpm_forward", probe, x0.shape)
-    _check_classes("class_ddpm_forward", call, labels, P_UNCOND)
-    _check_ddpm_loss("class_ddpm_forward", call, loss, x0, schedule, 300)
+    _check_classes("class_ddpm_forward", call, labels, p_uncond)
+    _check_ddpm_loss("class_ddpm_forward", call, loss, x0, schedule, num_ts)
     passed("class_ddpm_forward: classes, dropout, t, x_t and the loss read back from the UNet's inputs are right")
 
 
@@ -273,39 +340,51 @@ _DDPM_STEP = ("Does each step compute x̂0 and the posterior mean with ᾱ_t and
 SAMPLER_SCHEDULE = dict(beta1=0.01, beta2=0.2, num_ts=6)  # short, with enough noise per step to matter
 
 
+def sampler_schedule(name: str, seed: int, num_ts: int) -> dict:
+    """The DDPM samplers' schedule: SAMPLER_SCHEDULE at seed 0, else ``num_ts`` steps from β_1 in [0.005, 0.02]
+    (so that noise wrongly added at t = 1 still shows) to β_T in [0.1, 0.3]."""
+    if seed == 0:
+        return ref_ddpm.ddpm_schedule(**SAMPLER_SCHEDULE)
+    rng = parameter_rng(f"{name}/schedule", seed)
+    return ref_ddpm.ddpm_schedule(beta1=round(rng.uniform(0.005, 0.02), 3), beta2=round(rng.uniform(0.1, 0.3), 2),
+                                  num_ts=num_ts)
+
+
 @public_check
-def check_ddpm_sample(ddpm_sample) -> None:
+def check_ddpm_sample(ddpm_sample, *, seed: int = 0) -> None:
     """Six ancestral steps of a small reference UNet (conditioning="ddpm"), same generator as the reference."""
-    unet, n, schedule = sampler_unet(ref_unet.TimeConditionalUNet, conditioning="ddpm"), 3, \
-        ref_ddpm.ddpm_schedule(**SAMPLER_SCHEDULE)
-    num_ts = SAMPLER_SCHEDULE["num_ts"]
-    reference_unet = copy.deepcopy(unet)
+    n, num_ts, _ = sampler_case("ddpm_sample", seed, (3, SAMPLER_SCHEDULE["num_ts"], 1.0), range(5, 8))
+    unet = sampler_unet(ref_unet.TimeConditionalUNet, conditioning="ddpm")
+    schedule, reference_unet, generator_seed = sampler_schedule("ddpm_sample", seed, num_ts), copy.deepcopy(unet), \
+        derived_seed(seed)
     with recording(unet, ModuleCalls(time_index=1)) as calls:
-        actual = ddpm_sample(unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
-    expected = ref_ddpm.ddpm_sample(reference_unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator())
+        actual = ddpm_sample(unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator(generator_seed))
+    expected = ref_ddpm.ddpm_sample(reference_unet, schedule, n, img_wh=(28, 28), num_ts=num_ts,
+                                    generator=generator(generator_seed))
     check_sampler("ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
-                  "t/T for t = T, T − 1, …, 1", n, _DDPM_STEP)
-    passed("ddpm_sample: 6 ancestral steps match the reference on a small UNet")
+                  "t/T for t = T, T − 1, …, 1", n, _DDPM_STEP, generator_seed=generator_seed)
+    passed(f"ddpm_sample: {num_ts} ancestral steps match the reference on a small UNet")
 
 
 @public_check
-def check_class_ddpm_sample(class_ddpm_sample) -> None:
+def check_class_ddpm_sample(class_ddpm_sample, *, seed: int = 0) -> None:
     """Six guided ancestral steps (γ = 3) of a small reference class-conditioned UNet."""
+    n, num_ts, scale = sampler_case("class_ddpm_sample", seed, (3, SAMPLER_SCHEDULE["num_ts"], 3.0), range(5, 8))
     unet = sampler_unet(ref_unet.ClassConditionalUNet, conditioning="ddpm")
-    labels, scale, schedule = torch.tensor([3, 7, 0]), 3.0, ref_ddpm.ddpm_schedule(**SAMPLER_SCHEDULE)
-    num_ts, reference_unet = SAMPLER_SCHEDULE["num_ts"], copy.deepcopy(unet)
+    labels, schedule = sampler_labels(seed, n), sampler_schedule("class_ddpm_sample", seed, num_ts)
+    reference_unet, generator_seed = copy.deepcopy(unet), derived_seed(seed)
 
     def sample(guidance):
         return ref_ddpm.class_ddpm_sample(reference_unet, schedule, labels, img_wh=(28, 28), num_ts=num_ts,
-                                          guidance_scale=guidance, generator=generator())
+                                          guidance_scale=guidance, generator=generator(generator_seed))
 
     with recording(unet, ModuleCalls(time_index=2)) as calls:
         actual = class_ddpm_sample(unet, schedule, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
-                                   guidance_scale=scale, generator=generator())
+                                   guidance_scale=scale, generator=generator(generator_seed))
     expected = sample(scale)
     hypotheses = [] if close(actual, expected, loose=True) else _cfg_hypotheses(sample, scale)
     check_sampler("class_ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
                   "t/T for t = T, T − 1, …, 1", len(labels),
                   "Does each step use ε̂ = ε_u + γ·(ε_c − ε_u), ε_u from the zero class vector? " + _DDPM_STEP,
-                  hypotheses)
-    passed("class_ddpm_sample: 6 guided ancestral steps match the reference on a small UNet")
+                  hypotheses, generator_seed)
+    passed(f"class_ddpm_sample: {num_ts} guided ancestral steps match the reference on a small UNet")

@@ -4,6 +4,7 @@ stderr (nbgrader scores a cell 0 when anything reaches it)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 
@@ -599,3 +600,154 @@ def test_assert_close_names_nan_shape_and_dtype():
 def test_a_check_reports_nans_from_student_code():
     with pytest.raises(AssertionError, match="NaN"):
         public.check_estimate_x0(lambda xt, eps, t, alphas_cumprod: xt * float("nan"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hidden runs: every check takes a keyword seed; seed 0 is what the notebooks show, other seeds other inputs
+
+OTHER_SEEDS = (1, 2)
+
+
+def test_every_check_takes_a_keyword_only_seed_defaulting_to_0():
+    for name, check in public.CHECKS.items():
+        parameter = inspect.signature(check).parameters.get("seed")
+        assert parameter is not None and parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert parameter.default == 0, name
+    with pytest.raises(TypeError):
+        public.check_forward(D.forward, 1)
+
+
+@pytest.mark.parametrize("seed", OTHER_SEEDS)
+@pytest.mark.parametrize("name", public.PART_A + public.PART_B)
+def test_check_passes_on_the_reference_at_other_seeds(name, seed, capfd):
+    public.CHECKS[name](reference_object(name), seed=seed)
+    out, err = capfd.readouterr()
+    assert err == ""
+    assert out.startswith(f"\u2713 {name}") and out.count("\n") == 1, out
+
+
+@pytest.mark.parametrize("name, wrong, phrase", PART_A_MISTAKES + PART_B_MISTAKES,
+                         ids=[case_id(m) for m in PART_A_MISTAKES + PART_B_MISTAKES])
+def test_typical_mistake_fails_with_a_question_at_seed_1(name, wrong, phrase, capfd):
+    with pytest.raises(AssertionError) as failure:
+        public.CHECKS[name](wrong, seed=1)
+    message = str(failure.value)
+    assert "?" in message and phrase in message, message
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name, alternative", PART_A_ALTERNATIVES + PART_B_ALTERNATIVES,
+                         ids=[case_id(m) for m in PART_A_ALTERNATIVES + PART_B_ALTERNATIVES])
+def test_correct_alternative_passes_at_seed_1(name, alternative, capfd):
+    public.CHECKS[name](alternative, seed=1)
+    out, err = capfd.readouterr()
+    assert err == "" and out.startswith("\u2713")
+
+
+def recording_stand_in(reference, log: list):
+    """The reference function or class, logging what the check gives it: (args, kwargs) of each call, and for
+    a class its constructor's and its forward's."""
+    if not isinstance(reference, type):
+        def stand_in(*args, **kwargs):
+            log.append(("call", args, kwargs))
+            return reference(*args, **kwargs)
+
+        return stand_in
+
+    class StandIn(reference):
+        def __init__(self, *args, **kwargs):
+            log.append(("init", args, kwargs))
+            super().__init__(*args, **kwargs)
+
+        def forward(self, *args, **kwargs):
+            log.append(("forward", args, kwargs))
+            return super().forward(*args, **kwargs)
+
+    StandIn.__signature__ = inspect.signature(reference)  # so that a check inspecting the class sees the reference's
+    return StandIn
+
+
+def logged_inputs(name: str, seed: int) -> list:
+    log = []
+    public.CHECKS[name](recording_stand_in(reference_object(name), log), seed=seed)
+    return log
+
+
+def flat_values(log: list) -> list:
+    """Every tensor, number and generator seed in the log, in order (modules, schedulers and functions left out)."""
+    values = []
+
+    def visit(value):
+        if isinstance(value, torch.Generator):
+            values.append(("generator", value.initial_seed()))
+        elif isinstance(value, torch.Tensor):
+            values.append(value)
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            values.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for key in sorted(value):
+                visit(key)
+                visit(value[key])
+
+    for _, args, kwargs in log:
+        visit(args)
+        visit(kwargs)
+    return values
+
+
+def same_values(a: list, b: list) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
+                    and torch.equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def first_call_tensors(log: list) -> list:
+    """The tensors of the first call of the student's object (its forward's, for a class)."""
+    kind = "forward" if any(entry[0] == "forward" for entry in log) else "call"
+    _, args, kwargs = next(entry for entry in log if entry[0] == kind)
+    return [v for v in flat_values([(kind, args, kwargs)]) if isinstance(v, torch.Tensor)]
+
+
+def seeds_of_generators(log: list) -> set:
+    return {v[1] for v in flat_values(log) if isinstance(v, tuple)}
+
+
+@pytest.mark.parametrize("name", public.PART_A + public.PART_B)
+def test_seed_1_gives_the_student_other_inputs(name):
+    public_run, hidden_run = logged_inputs(name, 0), logged_inputs(name, 1)
+    assert public_run and hidden_run
+    assert not same_values(flat_values(public_run), flat_values(hidden_run))
+    # the first tensor input the student's object sees (an image, digits, a time) is another one
+    public_first, hidden_first = first_call_tensors(public_run), first_call_tensors(hidden_run)
+    assert not any(x.shape == y.shape and torch.equal(x, y) for x, y in zip(public_first[:1], hidden_first[:1])), name
+    # and no generator the student's object is given is seeded as at seed 0
+    assert not seeds_of_generators(public_run) & seeds_of_generators(hidden_run), name
+
+
+@pytest.mark.parametrize("name", ["forward", "iterative_denoise_cfg", "Conv", "class_fm_forward", "ddpm_sample"])
+def test_a_seed_gives_the_same_inputs_every_time(name):
+    assert same_values(flat_values(logged_inputs(name, 1)), flat_values(logged_inputs(name, 1)))
+    assert same_values(flat_values(logged_inputs(name, 0)), flat_values(logged_inputs(name, 0)))
+
+
+def test_fixtures_draw_other_inputs_at_other_seeds():
+    from autograder import fixtures
+
+    public_inputs, hidden_inputs = fixtures.picture_inputs(0), fixtures.picture_inputs(1)
+    for key in public_inputs:
+        assert not torch.equal(public_inputs[key], hidden_inputs[key]), key
+        assert torch.equal(public_inputs[key], fixtures.picture_inputs(0)[key]), key
+    assert not torch.equal(fixtures.digits(4, 0), fixtures.digits(4, 1))
+    assert fixtures.derived_seed(0, 7) == 7 and fixtures.derived_seed(1, 7) != 7
+    assert fixtures.parameter_rng("forward", 1).random() == fixtures.parameter_rng("forward", 1).random()
+    assert fixtures.parameter_rng("forward", 1).random() != fixtures.parameter_rng("forward", 2).random()
