@@ -16,17 +16,18 @@ Write ``results.json`` (Gradescope's format) and ``feedback.html`` per submissio
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import html
 import io
 import json
-import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.compare import collecting_evidence
 from autograder.notebook import (
     SubmissionError,
     extract,
@@ -166,6 +167,40 @@ def check_for(test: Test):
 # Running the tests
 
 
+def pictures(evidence: list) -> list[tuple[str, bytes]]:
+    """PNG pictures of the first image-shaped comparison that failed: the student's image, the reference's,
+    and the absolute difference (brighter = further off), each of image 0 in the batch."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    for name, actual, expected in evidence:
+        if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)):
+            continue
+        if actual.shape != expected.shape or expected.ndim != 4 or expected.shape[1] not in (1, 3):
+            continue
+        a, e = actual[0].detach().double().cpu(), expected[0].detach().double().cpu()
+        a = torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(e.min()), float(e.max())
+        span = max(high - low, 1e-8)
+        diff = (a - e).abs()
+        panels = [("yours", ((a - low) / span).clamp(0, 1)), ("expected", (e - low) / span),
+                  ("difference", diff / max(float(diff.max()), 1e-8))]
+        images = []
+        for label, img in panels:
+            array = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            if array.shape[2] == 1:
+                array = array[:, :, 0]
+            picture = Image.fromarray(array)
+            scale = max(1, 128 // max(picture.size))
+            picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            images.append((f"{name}: {label}", buffer.getvalue()))
+        return images
+    return []
+
+
 def first_question(message: str) -> str:
     """The question a message starts with (up to its first '?'): all a hidden test reveals."""
     cut = message.find("?")
@@ -194,8 +229,9 @@ def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
     proxy = RemoteClass(sandbox, target) if target in classes else RemoteFunction(sandbox, target)
     check = check_for(test)
     printed = io.StringIO()
+    evidence: list = []
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), collecting_evidence() as evidence:
             check(proxy, seed=test.seed) if test.seed else check(proxy)
     except StudentNotImplemented:
         return failed(f"{target} is not implemented yet: it still raises NotImplementedError. Replace the stub's "
@@ -208,8 +244,10 @@ def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
     except AssertionError as err:
         message = str(err) or "The result differs from the expected one."
         if test.kind == "hidden":
-            message = f"On hidden inputs: {first_question(message)}"
-        return failed(message)
+            return failed(f"On hidden inputs: {first_question(message)}")
+        outcome = failed(message)
+        outcome.pictures = pictures(evidence) if test.kind == "public" else []
+        return outcome
     except Exception as err:  # noqa: BLE001 - e.g. a result of a type the check could not use
         return failed(f"The check could not use what your {target} gave back ({type(err).__name__}: {err}). "
                       "Does it return what its docstring says, of the right type and shape?")
@@ -267,7 +305,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     """Grade one submission; never raises for anything the submission does."""
     begin = time.perf_counter()
     path = Path(path)
-    seconds = {"startup": 0.0, "tests": 0.0, "total": 0.0}
+    seconds = {"startup": 0.0, "student": 0.0, "checks": 0.0, "tests": 0.0, "total": 0.0}
     try:
         notebook_path = find_notebook(path, part)
         nb = read_notebook(notebook_path)
@@ -301,9 +339,11 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         printed = sandbox.output_tail(1500)
     finally:
         sandbox.close()
-    seconds["startup"] = round(sandbox.startup_s, 2)
+    seconds["startup"] = round(sandbox.startup_s, 2)  # processes started, cells loaded
+    seconds["student"] = round(sandbox.student_s, 2)  # the student's code answering calls (with transfers)
     seconds["total"] = round(time.perf_counter() - begin, 2)
     seconds["tests"] = round(seconds["total"] - sandbox.startup_s, 2)
+    seconds["checks"] = round(seconds["tests"] - sandbox.student_s, 2)  # the reference and comparisons
     if extracted.missing:
         notes.append(f"Not found in the notebook: {', '.join(extracted.missing)}.")
     if sandbox.skipped:
@@ -350,15 +390,19 @@ def feedback_html(report: Report) -> str:
     for o in report.outcomes:
         mark = "✓" if o.status == "passed" else "✗"
         hidden = " <em>(hidden inputs: shown after the due date)</em>" if o.test.visibility != "visible" else ""
+        figures = "".join(
+            f"<figure><img alt='{html.escape(label)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<figcaption>{html.escape(label)}</figcaption></figure>" for label, png in o.pictures)
         rows.append(f"<tr class='{o.status}'><td>{html.escape(o.test.number)}</td><td>{mark} "
                     f"{html.escape(o.test.name)}{hidden}</td><td>{o.score:g} / {o.test.max_score:g}</td>"
-                    f"<td><pre>{html.escape(o.output)}</pre></td></tr>")
+                    f"<td><pre>{html.escape(o.output)}</pre>{figures}</td></tr>")
     title = f"Feedback: {html.escape(submission_name(report.submission))} ({html.escape(str(report.part))})"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} tr.passed td:nth-child(2){{color:#176f2c}}
-tr.failed td:nth-child(2){{color:#a4001d}} pre{{white-space:pre-wrap;margin:0;max-width:60em}}</style></head>
+tr.failed td:nth-child(2){{color:#a4001d}} pre{{white-space:pre-wrap;margin:0;max-width:60em}}
+figure{{display:inline-block;margin:6px 12px 0 0}} img{{image-rendering:pixelated}}</style></head>
 <body><h1>{title}</h1>
 <p>Score: <strong>{report.score:g} / {report.max_score:g}</strong></p>
 {f"<pre>{html.escape(report.output)}</pre>" if report.output else ""}

@@ -176,32 +176,75 @@ def provided_definitions(trusted_notebook, graded: list[str]) -> dict[str, list[
     return provided
 
 
+def global_names_used(source: str) -> set[str]:
+    """Names the functions and classes of ``source`` read as globals (free names, found with ``symtable``)."""
+    import symtable
+
+    used: set[str] = set()
+
+    def walk(table) -> None:
+        if table.get_type() in ("function", "class"):
+            used.update(s.get_name() for s in table.get_symbols() if s.is_global() and s.is_referenced())
+        for child in table.get_children():
+            walk(child)
+
+    try:
+        walk(symtable.symtable(source, "<cell>", "exec"))
+    except SyntaxError:
+        pass
+    return used
+
+
+def helper_source(source: str, tree: ast.Module, wanted: set[str], allowed_imports: set[tuple[str, str]]) -> str:
+    """From a cell that is not an answer cell: its imports (not those :func:`forbidden_import` refuses) and
+    the ``def``/``class`` statements of ``wanted``."""
+    lines = source.splitlines()
+    kept: list[str] = []
+    for node in tree.body:
+        is_helper = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in wanted
+        is_import = isinstance(node, (ast.Import, ast.ImportFrom)) and \
+            forbidden_import(ast.Module(body=[node], type_ignores=[]), allowed_imports) is None
+        if is_helper or is_import:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept += [""] * (start - 1 - len(kept)) + lines[start - 1:node.end_lineno]
+    return "\n".join(kept) + "\n"
+
+
 def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
             provided: dict[str, list[str]] | None = None) -> Extracted:
-    """The cells to run for ``graded`` names, found by grade_id or by what the cells define; after each,
-    the ``provided`` definitions that follow it in the assignment."""
+    """The cells to run for ``graded`` names, in notebook order.
+
+    Answer cells are those whose ``grade_id`` is a graded name (also the halves of a split cell, which keep
+    it) and any cell that defines a graded name at its top level (a moved, duplicated or retyped cell).
+    Functions and classes they use that the student defined in other cells come along (only those
+    ``def``/``class`` statements and that cell's imports). After each answer cell come the ``provided``
+    definitions that follow it in the assignment.
+    """
     provided = provided or {}
-    cells, found, problems = [], {}, {}
+    parsed = []  # (index, grade_id, source, tree or None, syntax error)
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code" or not isinstance(cell.get("source"), str):
             continue
         grade_id = str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
         if grade_id.startswith("test_"):
             continue  # the assignment's check cells: not the student's code
-        source = cell.source
         try:
-            tree = ast.parse(source)
+            parsed.append((index, grade_id, cell.source, ast.parse(cell.source), None))
         except SyntaxError as err:
+            parsed.append((index, grade_id, cell.source, None, err))
+
+    found, problems, answers = {}, {}, {}
+    for index, grade_id, source, tree, err in parsed:
+        if tree is None:
             names = [n for n in DEF_PATTERN.findall(source) if n in graded]
-            if grade_id in graded and grade_id not in names:
-                names.append(grade_id)
+            names += [grade_id] if grade_id in graded and grade_id not in names else []
             for name in names:
-                found[name] = f"{grade_id or 'cell ' + str(index + 1)}"
+                found[name] = grade_id or f"cell {index + 1}"
                 problems[name] = (f"the cell that defines {name} has a syntax error on line {err.lineno}: "
                                   f"{err.msg}")
             continue
         names = [n for n in defined_names(tree) if n in graded]
-        if not names:
+        if not names and grade_id not in graded:
             continue
         label = grade_id if grade_id in graded else f"{names[0]} (cell {index + 1})"
         bad = forbidden_import(tree, allowed_imports)
@@ -211,8 +254,31 @@ def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
             if bad:
                 problems[name] = (f"the cell that defines {name} imports code the assignment does not provide "
                                   f"({bad}): write {name} yourself")
-        cells.append(Cell(label=label, source=kept_source(source, tree), names=names))
-        for name in names:
-            if provided.get(name):
-                cells.append(Cell(label=f"provided after {name}", source="\n".join(provided[name]) + "\n"))
+        answers[index] = Cell(label=label, source=kept_source(source, tree), names=names)
+
+    helpers = {}  # index → the helper definitions taken from a cell that is not an answer cell
+    defined = set().union(*(defined_names(ast.parse(c.source)) for c in answers.values())) if answers else set()
+    wanted = set().union(*(global_names_used(c.source) for c in answers.values())) - defined if answers else set()
+    while wanted:
+        new = set()
+        for index, grade_id, source, tree, _ in parsed:
+            if tree is None or index in answers:
+                continue
+            offers = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+            take = (offers & wanted) | (helpers[index][1] if index in helpers else set())
+            if take and take != (helpers[index][1] if index in helpers else set()):
+                code = helper_source(source, tree, take, allowed_imports)
+                helpers[index] = (code, take)
+                new |= global_names_used(code)
+                defined |= take
+        wanted = new - defined
+    cells = []
+    for index, *_ in parsed:
+        if index in helpers:
+            cells.append(Cell(label=f"helpers (cell {index + 1})", source=helpers[index][0]))
+        if index in answers:
+            cells.append(answers[index])
+            for name in answers[index].names:
+                if provided.get(name):
+                    cells.append(Cell(label=f"provided after {name}", source="\n".join(provided[name]) + "\n"))
     return Extracted(cells=cells, found=found, missing=[n for n in graded if n not in found], problems=problems)

@@ -249,7 +249,7 @@ def assert_loss(name: str, loss, expected: torch.Tensor, question: str, hypothes
     assert_true(isinstance(loss, torch.Tensor) and loss.numel() == 1, f"Does {name} return the loss as a "
                 "one-number tensor?", f"It returned a {describe(loss)}.")
     value, target = float(loss.detach()), float(expected)
-    if abs(value - target) > 1e-2 * abs(target) + 1e-6:
+    if not abs(value - target) <= 1e-2 * abs(target) + 1e-6:  # also when the loss is NaN
         for message, alternative in hypotheses:
             if abs(value - float(alternative)) <= 1e-2 * abs(float(alternative)) + 1e-6:
                 raise AssertionError(message)

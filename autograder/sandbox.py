@@ -98,7 +98,8 @@ class Sandbox:
         self.scratch: str | None = None
         self.starts = 0
         self.counter = 0
-        self.startup_s = 0.0
+        self.startup_s = 0.0  # seconds spent starting processes and loading cells
+        self.student_s = 0.0  # seconds spent waiting for the student's code to answer requests
 
     # lifecycle ------------------------------------------------------------------------------------
     def __enter__(self):
@@ -108,17 +109,28 @@ class Sandbox:
         self.close()
 
     def start(self) -> None:
-        """Start the process and load the cells; problems loading a cell are kept in ``load_errors``."""
+        """Start the process and load the cells; problems loading a cell are kept in ``load_errors``, and a
+        cell that hangs is left out (``skipped``) and the process started again without it."""
         begin = time.perf_counter()
+        try:
+            while not self._start_once():
+                pass
+        finally:
+            self.startup_s += time.perf_counter() - begin
+
+    def _start_once(self) -> bool:
+        """One start; False when a cell hung and was added to ``skipped`` (start again)."""
+        import json
+
         self.kill()
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch = tempfile.mkdtemp(prefix="fwd-sandbox-")
         config = dict(preamble=self.preamble,
                       cells=[dict(label=c.label, source=c.source) for c in self.cells],
                       limits=dict(memory_mb=self.limits.memory_mb, file_mb=self.limits.file_mb,
                                   cpu_s=self.limits.cpu_s, processes=self.limits.processes),
                       read_roots=read_roots(), denied=[str(AUTOGRADER_DIR)])
-        import json
-
         Path(self.scratch, "config.json").write_text(json.dumps(config))
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
@@ -146,13 +158,12 @@ class Sandbox:
             except SandboxFailure as err:
                 self.skipped.add(index)
                 self.load_errors.setdefault(cell.label, f"running the cell failed: {err}")
-                self.kill()
-                return self.start()
+                return False
             if not reply.get("ok"):
                 error = reply.get("error") or {}
                 self.load_errors.setdefault(cell.label, f"{error.get('type')}: {error.get('message')}")
                 self.load_tracebacks.setdefault(cell.label, list(error.get("traceback") or []))
-        self.startup_s += time.perf_counter() - begin
+        return True
 
     @property
     def alive(self) -> bool:
@@ -206,7 +217,11 @@ class Sandbox:
         """Send ``message`` (with ``tensors``) and wait up to ``limits.call_s`` for the reply."""
         if not self.alive:
             self.start()
-        return self._exchange(message, tensors, self.limits.call_s)
+        begin = time.perf_counter()
+        try:
+            return self._exchange(message, tensors, self.limits.call_s)
+        finally:
+            self.student_s += time.perf_counter() - begin
 
     def _exchange(self, message: dict, tensors: dict, timeout: float) -> tuple[dict, dict]:
         from safetensors.torch import load_file, save_file

@@ -602,6 +602,14 @@ def test_a_check_reports_nans_from_student_code():
         public.check_estimate_x0(lambda xt, eps, t, alphas_cumprod: xt * float("nan"))
 
 
+def test_a_nan_loss_fails_its_check():  # NaN compares false with everything: the check must not pass it
+    def nan_loss(unet, x0, sigma=0.5, generator=None):
+        return DN.denoiser_loss(unet, x0, sigma=sigma, generator=generator) * float("nan")
+
+    with pytest.raises(AssertionError, match="Your loss is nan"):
+        public.check_denoiser_loss(nan_loss)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Hidden runs: every check takes a keyword seed; seed 0 is what the notebooks show, other seeds other inputs
 
