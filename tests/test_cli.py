@@ -22,7 +22,22 @@ EXPECTED_FIGURES = {
 
 def test_every_command_is_registered():
     choices = build_parser()._subparsers._group_actions[0].choices
-    assert {"demo", "embed", "train", "evaluate", "train-mini"} <= set(choices)
+    assert {"demo", "embed", "train", "evaluate", "train-mini", "release", "grade"} <= set(choices)
+
+
+def test_grade_writes_results_for_every_submission_and_checks_its_options(tmp_path, capsys):
+    """``course grade`` through the CLI: a file that is not a notebook still gets its results and a row."""
+    import json
+
+    not_a_notebook = tmp_path / "essay.ipynb"
+    not_a_notebook.write_text("Dear grader, …")
+    assert main(["grade", str(not_a_notebook), "--out", str(tmp_path / "out"), "--part", "partB"]) == 0
+    results = json.loads((tmp_path / "out" / "essay" / "results.json").read_text())
+    assert results["score"] == 0 and "not valid JSON" in results["output"] and len(results["tests"]) > 50
+    assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 2
+    assert "graded 1 submission(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--tests takes public, hidden and semantic"):
+        main(["grade", str(not_a_notebook), "--out", str(tmp_path), "--tests", "secret"])
 
 
 def test_no_command_prints_help_and_fails(capsys):
