@@ -49,7 +49,7 @@ def test_demo_writes_every_part_a_figure(tmp_path):
     """The main job on the tiny stand-in: one PNG per Part A deliverable, each a real image."""
     from PIL import Image
 
-    assert main(["demo", "--model", "tiny", "--fast", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert main(["demo", "--model", "tiny", "--fast", "--out", str(tmp_path), "--device", "cpu", "--no-grading"]) == 0
     written = {p.stem for p in tmp_path.glob("*.png")}
     assert written == EXPECTED_FIGURES
     for path in tmp_path.glob("*.png"):
@@ -60,3 +60,20 @@ def test_demo_writes_every_part_a_figure(tmp_path):
 def test_demo_with_deepfloyd_needs_embeddings(tmp_path, tiny_model_dirs):
     with pytest.raises(ValueError, match="--embeds"):
         main(["demo", "--model", str(tiny_model_dirs["stage1"]), "--out", str(tmp_path), "--device", "cpu"])
+
+
+def test_the_instructors_loop_releases_grades_and_writes_feedback(tmp_path):
+    """``course demo``'s second half: release Part B, grade the solution, the stub and typical mistakes."""
+    from course.loop import LoopConfig, run_course_loop
+
+    lines = []
+    reports = run_course_loop(LoopConfig(out=tmp_path, kinds=("public",)), log=lines.append)
+    solution, stub, wrong = reports
+    assert solution.score == solution.max_score > 0 and stub.score == 0
+    lost = {o.test.target for o in wrong.outcomes if o.score < o.test.max_score}
+    assert {"flow_target", "Concat"} <= lost and "Conv" not in lost and "ddpm_sample" not in lost
+    assert (tmp_path / "course" / "assignments" / "partB" / "partB.ipynb").is_file()
+    for name in ("solution", "student-stub", "typical-mistakes"):
+        assert (tmp_path / "graded" / name / "feedback.html").is_file()
+    assert len((tmp_path / "graded" / "summary.csv").read_text().splitlines()) == 4
+    assert any("typical-mistakes" in line and "flow_target" in line for line in lines)

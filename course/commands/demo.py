@@ -1,4 +1,5 @@
-"""``course demo``: every Part A stage on a stand-in model, one PNG per deliverable."""
+"""``course demo``: every Part A stage on a stand-in model, one PNG per deliverable; then the instructor's
+loop — release, collect, grade, feedback — offline (``course.loop``)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,29 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=defaults["seed"], help="seed for every stage (default: %(default)s)")
     p.add_argument("--fast", action="store_true", help="fewer SDEdit levels and samples")
     p.add_argument("--no-upsample", dest="upsample", action="store_false", help="skip stage 2")
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the Part A figures")
+    p.add_argument("--no-grading", dest="grading", action="store_false",
+                   help="skip the instructor's loop (release, grade three submissions, feedback, summary.csv)")
+    p.add_argument("--parts", default="partB", help="parts the loop releases and grades (default: %(default)s)")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
     from course.demo import DemoConfig, run_demo
+    from course.loop import LoopConfig, run_course_loop
 
-    run_demo(DemoConfig(out=args.out, model=args.model, embeds=args.embeds, device=args.device, seed=args.seed,
-                        fast=args.fast, upsample=args.upsample))
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    if not set(parts) <= {"partA", "partB"}:
+        raise SystemExit(f"course demo: --parts takes partA and/or partB, got {args.parts}")
+    if args.figures:
+        run_demo(DemoConfig(out=args.out, model=args.model,
+                            embeds=args.embeds, device=args.device, seed=args.seed, fast=args.fast,
+                            upsample=args.upsample))
+    if args.grading:
+        import importlib.util
+
+        if importlib.util.find_spec("nbgrader") is None:
+            raise SystemExit("course demo: the instructor's loop releases the notebooks with nbgrader, which is not "
+                             "installed: pip install 'fun-with-diffusion[notebooks]' (or run with --no-grading)")
+        run_course_loop(LoopConfig(out=args.out, parts=parts))
     return 0
