@@ -1,0 +1,355 @@
+"""The proof that the grader grades (``course grade``): whole notebooks through :func:`grade_submission`.
+
+1. The solution notebooks score full marks: every test passes (Part A with its semantic tests too, when
+   :mod:`autograder.semantic` has its case tables).
+2. The released student notebooks score zero, and every test says the function is not implemented yet.
+3. Typical mistakes, written into the solution's answer cells, lose points on exactly the tests they
+   should: the mistaken function's public and hidden tests and those of every graded function that calls
+   it (``submission_kit.CALLS``), and no other test. Several mistakes in functions that do not depend on
+   each other share one notebook, graded once; every graded function has a mistake somewhere.
+4. Correct alternatives (loops for vectorised code, other torch calls, equivalent formulas, nn.Sequential
+   with the same state_dict names) score full marks.
+
+Each notebook is graded once per module (``graded``), on public and hidden tests; the kit writes the
+notebooks into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder import public
+from autograder.grade import grade_submission, load_assignment
+
+from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
+
+PUBLIC_HIDDEN = ("public", "hidden")
+CHECKED = {"partA": set(public.PART_A), "partB": set(public.PART_B)}
+
+
+def semantic_ready() -> bool:
+    """Whether the semantic checks can run: the module exists and its case tables are filled in."""
+    try:
+        from autograder import semantic
+    except ImportError:
+        return False
+    return all(getattr(semantic, table, ()) for table in ("CFG_CASES", "ANAGRAM_CASES", "HYBRID_CASES"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The mistakes: one line of a solution cell changed. Mistakes of a group share one notebook, so no
+# mistaken function of a group calls another (test_groups_hold_independent_mistakes).
+
+MISTAKES = {
+    "A1": ("partA", (
+        Edit("forward", "a missing square root on the noise's coefficient",
+             "(1 - alpha_bar) ** 0.5 * noise", "(1 - alpha_bar) * noise",
+             says="Does forward compute x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε"),
+        Edit("strided_timesteps", "off by one: the list stops before t = 0",
+             "range(start, -1, -stride)", "range(start, 0, -stride)", says="down to and including 0"),
+        Edit("rot90_ccw", "the wrong direction", "k=1, dims=(2, 3)", "k=-1, dims=(2, 3)",
+             says="Your result is a clockwise quarter-turn"),
+        Edit("highpass", "a sign: the blur minus the image", "return x - lowpass(x, kernel_size, sigma)",
+             "return lowpass(x, kernel_size, sigma) - x"),
+        Edit("iterative_denoise_cfg", "a hard-coded guidance scale",
+             "cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)",
+             "cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, 7.0)"),
+    )),
+    "A2": ("partA", (
+        Edit("estimate_x0", "a sign: x_t + sqrt(1 − ᾱ_t)·ε̂", "(xt - ((1 - alpha_bar) ** 0.5)",
+             "(xt + ((1 - alpha_bar) ** 0.5)", says="Does estimate_x0 invert the forward process"),
+        Edit("denoise_step_mean", "the scheduler's one-step α_t instead of the strided ᾱ_t/ᾱ_{t′}",
+             "alpha = alpha_bar / alpha_bar_prev", "alpha = alphas_cumprod[t] / alphas_cumprod[t - 1]",
+             says="use the strided α_t"),
+        Edit("cfg_noise", "the two halves of the batch swapped", "eps_uncond, eps_cond = eps.chunk(2)",
+             "eps_cond, eps_uncond = eps.chunk(2)",
+             says="Does cfg_noise combine the estimates as ε_u + γ·(ε_c − ε_u)"),
+        Edit("flip_upside_down", "the wrong axis (a mirror)", "torch.flip(x, dims=[2])", "torch.flip(x, dims=[3])",
+             says="Your result is a left-right mirror"),
+        Edit("negate", "the inversion of [0, 1] images", "return -x", "return 1 - x", says="Your result is 1 − x"),
+        Edit("lowpass", "the variance σ² passed as the standard deviation", "sigma=sigma)", "sigma=sigma**2)",
+             says="Does lowpass blur x with a Gaussian of the given kernel_size and sigma"),
+    )),
+    "A3": ("partA", (
+        Edit("one_step_denoise", "the wrong output channels: ε̂ taken from the variance half",
+             "eps, _ = predict_noise(unet, xt, t, prompt_embeds)", "_, eps = predict_noise(unet, xt, t, prompt_embeds)",
+             says="Do you take ε̂ from the UNet's first 3 output channels?"),
+        Edit("iterative_denoise", "off by one: the loop stops a step early",
+             "for i in range(i_start, len(timesteps) - 1):", "for i in range(i_start, len(timesteps) - 2):",
+             says="Does iterative_denoise take one step per timestep"),
+        Edit("sdedit", "off by one: x_orig noised to the previous timestep",
+             "forward(x_orig, timesteps[i_start], scheduler.alphas_cumprod", "forward(x_orig, timesteps[i_start - 1], "
+             "scheduler.alphas_cumprod", says="Does sdedit first noise x_orig to t = timesteps[i_start]"),
+        Edit("inpaint", "the mask inverted", "xt = mask * xt + (1 - mask) * forward(",
+             "xt = (1 - mask) * xt + mask * forward(", says="Does inpaint keep the original where mask = 0"),
+        Edit("visual_anagram", "the flip not undone", "inverse_fn(eps_2_viewed)", "eps_2_viewed",
+             says="map the second prompt's estimate back with the view's inverse"),
+        Edit("make_hybrids", "the prompts' frequencies swapped",
+             "lowpass(eps_low, kernel_size, sigma) + highpass(eps_high, kernel_size, sigma)",
+             "lowpass(eps_high, kernel_size, sigma) + highpass(eps_low, kernel_size, sigma)",
+             says="Your result matches them swapped"),
+        Edit("rot90_cw", "the same direction as rot90_ccw", "k=-1", "k=1",
+             says="Your result is a counter-clockwise quarter-turn"),
+    )),
+    "B1": ("partB", (
+        Edit("Conv", "the wrong activation", "self.act = nn.GELU()", "self.act = nn.ReLU()",
+             says="Does Conv(3, 5) compute"),
+        Edit("Flatten", "the wrong pooling layer", "self.pool = nn.AvgPool2d(7)", "self.pool = nn.MaxPool2d(7)"),
+        Edit("FCBlock", "the activation left out", "return self.fc2(self.act(self.fc1(x)))",
+             "return self.fc2(self.fc1(x))"),
+        Edit("add_noise", "σ² instead of σ", "return x + sigma * noise", "return x + sigma**2 * noise",
+             says="Does add_noise return z = x + σ·ε?"),
+        Edit("interpolate", "x0 and x1 swapped", "return (1 - t) * x0 + t * x1", "return (1 - t) * x1 + t * x0",
+             says="Your path runs the other way"),
+        Edit("ddpm_step", "a missing square root on β_t", "mean + math.sqrt(beta) * z", "mean + beta * z"),
+        Edit("class_fm_sample", "guidance that starts from the conditional estimate",
+             "u = u_u + guidance_scale * (u_c - u_u)", "u = u_c + guidance_scale * (u_u - u_c)",
+             says="match guidance that starts from the conditional one"),
+        Edit("pure_noise_loss", "noise added to x instead of pure noise", "F.mse_loss(unet(eps), x)",
+             "F.mse_loss(unet(x + eps), x)", says="Is the UNet's input pure noise"),
+    )),
+    "B2": ("partB", (
+        Edit("DownConv", "the wrong stride", "kernel_size=3, stride=2, padding=1", "kernel_size=3, stride=1, padding=1",
+             says="to shape"),
+        Edit("UpConv", "the wrong kernel size", "kernel_size=4, stride=2, padding=1",
+             "kernel_size=3, stride=2, padding=1"),
+        Edit("Unflatten", "BatchNorm left out of forward", "return self.act(self.norm(self.conv(x)))",
+             "return self.act(self.conv(x))"),
+        Edit("Concat", "the inputs in the wrong order", "torch.cat([x, y], dim=1)", "torch.cat([y, x], dim=1)"),
+        Edit("ConvBlock", "the second layer skipped", "return self.conv2(self.conv1(x))", "return self.conv1(x)"),
+        Edit("flow_target", "a sign: x0 − x1", "return x1 - x0", "return x0 - x1",
+             says="Is the target the velocity of the straight path"),
+        Edit("ddpm_schedule", "ᾱ without the cumulative product", "alpha_bars = torch.cumprod(alphas, dim=0)",
+             "alpha_bars = alphas", says="Is ᾱ_t the cumulative product of the alphas"),
+        Edit("ddpm_forward", "off by one: t drawn from 0 … T − 1", "torch.randint(1, num_ts + 1,",
+             "torch.randint(0, num_ts,", says="draw t uniformly from {1, …, T}"),
+        Edit("time_fm_sample", "eval mode forgotten", "with eval_mode(unet), torch.no_grad():",
+             "with torch.no_grad():", says="Is the UNet in eval mode"),
+    )),
+    "B3": ("partB", (
+        Edit("DownBlock", "the ConvBlock skipped", "return self.block(self.down(x))", "return self.down(x)"),
+        Edit("UpBlock", "the wrong layer: a DownConv", "self.up = UpConv(in_channels, out_channels)",
+             "self.up = DownConv(in_channels, out_channels)"),
+        Edit("denoiser_loss", "a hard-coded σ", "z = add_noise(x, sigma, generator=generator)",
+             "z = add_noise(x, 0.5, generator=generator)", says="σ = sigma?"),
+        Edit("time_fm_forward", "t ~ N(0, 1) instead of U[0, 1]", "t = torch.rand(N,", "t = torch.randn(N,",
+             says="draw t ~ U[0, 1]"),
+        Edit("class_fm_forward", "the class dropout forgotten", "c = drop_classes(c, p_uncond, generator=generator)",
+             "c = drop_classes(c, 0.0, generator=generator)", says="with probability p_uncond"),
+        Edit("ddpm_sample", "off by one: the UNet fed (t − 1)/T", "t_in = torch.full((num_samples,), t / num_ts,",
+             "t_in = torch.full((num_samples,), (t - 1) / num_ts,", says="calling the UNet at t/T"),
+        Edit("class_ddpm_forward", "the noise's coefficient without its square root",
+             "xt = sqrt_ab * x0 + sqrt_1m_ab * eps", "xt = sqrt_ab * x0 + sqrt_1m_ab**2 * eps",
+             says="Is x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε"),
+    )),
+    "B4": ("partB", (
+        Edit("UnconditionalUNet", "the wrong output channels",
+             "self.head = nn.Conv2d(D, in_channels, kernel_size=3, stride=1, padding=1)",
+             "self.head = nn.Conv2d(D, D, kernel_size=3, stride=1, padding=1)", says="to shape (2, 1, 28, 28)"),
+        Edit("TimeConditionalUNet", "flow matching's and DDPM's injections swapped",
+             'u0 = u0 * t1 if self.conditioning == "fm" else u0 + t1',
+             'u0 = u0 + t1 if self.conditioning == "fm" else u0 * t1'),
+        Edit("ClassConditionalUNet", "the mask inverted", "c = c * mask.reshape(N, 1).to(c.dtype)",
+             "c = c * (1 - mask.reshape(N, 1).to(c.dtype))", says="with mask = [1, 0]"),
+        Edit("class_ddpm_sample", "the branches of the batch swapped",
+             "eps_c, eps_u = unet(torch.cat([x, x]), c_both, t_in).chunk(2)",
+             "eps_u, eps_c = unet(torch.cat([x, x]), c_both, t_in).chunk(2)",
+             says="match guidance that starts from the conditional one"),
+        Edit("ddpm_sample", "noise added at the last step too", "if t > 1 else None", "if t > 0 else None"),
+        Edit("class_fm_sample", "a hard-coded guidance scale", "u = u_u + guidance_scale * (u_c - u_u)",
+             "u = u_u + 5.0 * (u_c - u_u)"),
+        Edit("ddpm_forward", "α_t instead of ᾱ_t for the image's coefficient", 'sqrt_ab = s["alpha_bars"]',
+             'sqrt_ab = s["alphas"]', says="the cumulative product, not α_t"),
+        Edit("denoiser_loss", "the clean and the noisy digits swapped", "return F.mse_loss(unet(z), x)",
+             "return F.mse_loss(unet(x), z)", says="Is the UNet's input z = x + σ·ε"),
+    )),
+}
+# (group, target) → how the grader mis-grades that mistake: its case is marked xfail (strict)
+KNOWN_DEFECTS = {
+    ("B2", "ddpm_forward"): "check_ddpm_forward catches t drawn from {0, …, T − 1} only when a t = 0 happens to be "
+                            "drawn among its 256 images (P ≈ 0.57 at T = 300): the public check (seed 0) draws none "
+                            "and passes; only the hidden test fails",
+    ("B3", "denoiser_loss"): "check_denoiser_loss's hidden σ (seed 1) is 0.5, the default of denoiser_loss, so a "
+                             "hard-coded σ = 0.5 passes the hidden test (only the public test fails)",
+}
+
+
+def expected_failures(group: str) -> set[str]:
+    """The graded names whose tests the mistakes of ``group`` must fail (and no other)."""
+    part, edits = MISTAKES[group]
+    return set().union(*(broken_by(part, e.target) for e in edits)) & CHECKED[part]
+
+
+def mistake_cases():
+    for group, (part, edits) in MISTAKES.items():
+        for edit in edits:
+            marks = [pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[group, edit.target])] \
+                if (group, edit.target) in KNOWN_DEFECTS else []
+            yield pytest.param(group, edit, id=f"{group}-{edit.target}: {edit.what}", marks=marks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The notebooks, each graded once
+
+
+def submissions() -> dict:
+    """key → (part, path or Submission, kinds)."""
+    table = {
+        "solution-partA": ("partA", SOLUTION["partA"],
+                           PUBLIC_HIDDEN + (("semantic",) if semantic_ready() else ())),
+        "solution-partB": ("partB", SOLUTION["partB"], PUBLIC_HIDDEN),
+        "stub-partA": ("partA", RELEASE["partA"], PUBLIC_HIDDEN),
+        "stub-partB": ("partB", RELEASE["partB"], PUBLIC_HIDDEN),
+        "alternatives-partA": ("partA", Submission("partA", ALTERNATIVES["partA"]), PUBLIC_HIDDEN),
+        "alternatives-partB": ("partB", Submission("partB", ALTERNATIVES["partB"]), PUBLIC_HIDDEN),
+    }
+    for group, (part, edits) in MISTAKES.items():
+        table[f"mistakes-{group}"] = (part, Submission(part, edits), PUBLIC_HIDDEN)
+    return table
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """``graded(key)``: the report of submission ``key``, graded on first use and kept for the module."""
+    table, reports = submissions(), {}
+
+    def grade(key: str):
+        if key not in reports:
+            part, source, kinds = table[key]
+            path = source.write(tmp_path_factory.mktemp(key)) if isinstance(source, Submission) else source
+            reports[key] = grade_submission(path, part=part, kinds=kinds)
+        return reports[key]
+
+    return grade
+
+
+def failed(report) -> set[str]:
+    return {o.test.target for o in report.outcomes if o.status != "passed"}
+
+
+def outcomes_of(report, target: str) -> dict:
+    return {o.test.kind: o for o in report.outcomes if o.test.target == target}
+
+
+def assert_every_test_ran(report, part: str, kinds=PUBLIC_HIDDEN) -> None:
+    """One test per checked name and kind: a report that silently lost tests proves nothing."""
+    tests = {(o.test.target, o.test.kind) for o in report.outcomes}
+    assert tests >= {(name, kind) for name in CHECKED[part] for kind in kinds}, report.output
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cheap checks of the corpus itself (no grading)
+
+
+@pytest.mark.parametrize("part", ["partA", "partB"])
+def test_dependency_map_matches_the_solution_notebook(part):
+    assert set(CALLS[part]) == set(load_assignment(part).graded)
+    assert defined_in_answers(part) == CALLS[part]
+
+
+def test_every_graded_function_has_a_mistake_and_an_alternative():
+    for part in ("partA", "partB"):
+        mistaken = {e.target for p, edits in MISTAKES.values() if p == part for e in edits}
+        assert mistaken == set(CALLS[part]), set(CALLS[part]) ^ mistaken
+        assert {r.target for r in ALTERNATIVES[part]} == set(CALLS[part])
+
+
+@pytest.mark.parametrize("group", list(MISTAKES))
+def test_groups_hold_independent_mistakes(group):
+    part, edits = MISTAKES[group]
+    targets = [e.target for e in edits]
+    assert len(set(targets)) == len(targets)
+    for edit in edits:
+        assert not (broken_by(part, edit.target) - {edit.target}) & set(targets), \
+            f"{edit.target}: a function of the same group calls it"
+
+
+@pytest.mark.parametrize("key", [k for k, (_, s, _) in submissions().items() if isinstance(s, Submission)])
+def test_every_edit_applies_to_the_current_solution(key):
+    part, submission, _ = submissions()[key]
+    nb = submission.notebook()  # each change asserts that it found its text exactly once
+    assert nb.cells != Submission(part).notebook().cells
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. The solutions score full marks
+
+
+@pytest.mark.parametrize("part", ["partA", "partB"])
+def test_solution_scores_full_marks(graded, part):
+    report = graded(f"solution-{part}")
+    assert_every_test_ran(report, part)
+    problems = [f"{o.test.name}: {o.output}" for o in report.outcomes if o.status != "passed"]
+    assert not problems, "\n".join(problems)
+    assert report.score == report.max_score > 0
+
+
+def test_solution_passes_the_semantic_tests(graded):
+    if not semantic_ready():
+        pytest.skip("autograder.semantic's case tables are not filled in yet")
+    report = graded("solution-partA")
+    semantic = [o for o in report.outcomes if o.test.kind == "semantic"]
+    assert {o.test.target for o in semantic} == {"iterative_denoise_cfg", "visual_anagram", "make_hybrids"}
+    assert all(o.status == "passed" for o in semantic), [o.output for o in semantic if o.status != "passed"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. The released notebooks score zero, each test saying what is missing
+
+
+@pytest.mark.parametrize("part", ["partA", "partB"])
+def test_released_stubs_score_zero(graded, part):
+    report = graded(f"stub-{part}")
+    assert_every_test_ran(report, part)
+    assert report.score == 0 and report.max_score > 0
+    for o in report.outcomes:
+        assert o.status == "failed" and o.score == 0
+        assert o.output.startswith(f"{o.test.target} is not implemented yet"), (o.test.name, o.output)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Mistakes lose points exactly where they should
+
+
+@pytest.mark.parametrize("group, edit", list(mistake_cases()))
+def test_mistake_fails_its_tests_and_its_callers(graded, group, edit):
+    part, _ = MISTAKES[group]
+    report = graded(f"mistakes-{group}")
+    for name in broken_by(part, edit.target) & CHECKED[part]:
+        outcomes = outcomes_of(report, name)
+        assert set(outcomes) == set(PUBLIC_HIDDEN)
+        for o in outcomes.values():
+            assert o.status == "failed" and o.score == 0, f"{edit.what} in {edit.target}: {o.test.name} passed"
+    if edit.target in CHECKED[part]:
+        own = outcomes_of(report, edit.target)
+        assert edit.says in own["public"].output, own["public"].output
+        hidden = own["hidden"].output
+        assert hidden.startswith("On hidden inputs: ") and hidden.endswith("?"), hidden
+
+
+@pytest.mark.parametrize("group", list(MISTAKES))
+def test_mistakes_break_no_other_test(graded, group):
+    """Every test outside the group's expected set passes with full points; every failed test scores 0."""
+    part, _ = MISTAKES[group]
+    report = graded(f"mistakes-{group}")
+    assert_every_test_ran(report, part)
+    expected = expected_failures(group)
+    unexpected = [f"{o.test.name}: {o.output}" for o in report.outcomes
+                  if o.status != "passed" and o.test.target not in expected]
+    assert not unexpected, "\n".join(unexpected)
+    for o in report.outcomes:
+        assert o.score == (o.test.max_score if o.status == "passed" else 0)
+    assert report.score < report.max_score
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Correct alternatives score full marks
+
+
+@pytest.mark.parametrize("part", ["partA", "partB"])
+def test_correct_alternatives_score_full_marks(graded, part):
+    report = graded(f"alternatives-{part}")
+    assert_every_test_ran(report, part)
+    problems = [f"{o.test.name}: {o.output}" for o in report.outcomes if o.status != "passed"]
+    assert not problems, "\n".join(problems)
+    assert report.score == report.max_score
