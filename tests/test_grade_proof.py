@@ -125,6 +125,8 @@ MISTAKES = {
              "torch.randint(0, num_ts,", says="draw t uniformly from {1, …, T}"),
         Edit("time_fm_sample", "eval mode forgotten", "with eval_mode(unet), torch.no_grad():",
              "with torch.no_grad():", says="Is the UNet in eval mode"),
+        Edit("add_noise", "per-image σ (N,) not reshaped to (N, 1, 1, 1)",
+             "sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))", "sigma = sigma  # (N,) against (N, C, H, W)"),
     )),
     "B3": ("partB", (
         Edit("DownBlock", "the ConvBlock skipped", "return self.block(self.down(x))", "return self.down(x)"),
@@ -169,6 +171,8 @@ KNOWN_DEFECTS = {
     ("B2", "ddpm_forward"): "check_ddpm_forward catches t drawn from {0, …, T − 1} only when a t = 0 happens to be "
                             "drawn among its 256 images (P ≈ 0.57 at T = 300): the public check (seed 0) draws none "
                             "and passes; only the hidden test fails",
+    ("B2", "add_noise"): "no check gives add_noise a tensor σ of per-image levels (N,), which its docstring asks "
+                         "for: an add_noise that cannot broadcast one passes every test",
     ("B3", "denoiser_loss"): "check_denoiser_loss's hidden σ (seed 1) is 0.5, the default of denoiser_loss, so a "
                              "hard-coded σ = 0.5 passes the hidden test (only the public test fails)",
 }
