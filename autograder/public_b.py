@@ -279,6 +279,16 @@ def check_add_noise(add_noise, *, seed: int = 0) -> None:
         actual = add_noise(x.clone(), sigma, noise=noise.clone())
         assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
                      context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
+    levels = torch.linspace(0.1, 0.9, n) if seed == 0 else torch.rand(n, generator=generator(derived_seed(seed, 5)))
+    question = ("With one σ per image (a tensor of shape (N,)), does add_noise scale each image's noise by its own "
+                "σ (σ reshaped to (N, 1, 1, 1))?")
+    try:
+        per_image = add_noise(x.clone(), levels.clone(), noise=noise.clone())
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a σ that does not broadcast: say which question it answers wrong
+        raise AssertionError(f"{question} With σ of shape ({n},) it raised {type(err).__name__}: {err}") from None
+    assert_close(per_image, ref_denoiser.add_noise(x, levels, noise=noise), question, name="z")
     sigma, generator_seed = sigmas[0], derived_seed(seed, 7)
     first = add_noise(x.clone(), sigma, generator=generator(generator_seed))
     again = add_noise(x.clone(), sigma, generator=generator(generator_seed))
@@ -294,7 +304,8 @@ def check_add_noise(add_noise, *, seed: int = 0) -> None:
 @public_check
 def check_denoiser_loss(denoiser_loss, *, seed: int = 0) -> None:
     """On a probe UNet: its input is x + σε with ε ~ N(0, I), and the loss is the MSE of its output to x."""
-    sigma = 0.3 if seed == 0 else round(parameter_rng("denoiser_loss", seed).uniform(0.15, 0.9), 2)
+    # hidden σ: never the default 0.5, so that a hard-coded σ fails
+    sigma = 0.3 if seed == 0 else parameter_rng("denoiser_loss", seed).choice((0.15, 0.2, 0.25, 0.35, 0.4, 0.6, 0.7, 0.8))
     probe, x = Probe("plain"), digits(N_LOSS, seed)
     loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator(derived_seed(seed)))
     z = only_call("denoiser_loss", probe, x.shape)["x"]

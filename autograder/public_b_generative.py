@@ -310,12 +310,34 @@ def loss_num_ts(name: str, seed: int) -> int:
     return 300 if seed == 0 else parameter_rng(f"{name}/T", seed).randrange(100, 501, 10)
 
 
+SHORT_T = 4  # a schedule so short that 256 draws of t surely hit every value: an off-by-one range shows
+
+
+def short_schedule(name: str, seed: int) -> dict:
+    """The SHORT_T-step schedule of the time-range check: default betas at seed 0, else β_T in [0.01, 0.05]."""
+    beta2 = 0.02 if seed == 0 else round(parameter_rng(f"{name}/short", seed).uniform(0.01, 0.05), 3)
+    return ref_ddpm.ddpm_schedule(beta2=beta2, num_ts=SHORT_T)
+
+
+def _check_time_values(name: str, probe: Probe, n: int) -> None:
+    """With T = SHORT_T, the times the UNet got, times T, must be exactly the set {1, …, T}."""
+    t_in = only_call(name, probe, (n, 1, 28, 28))["t"]
+    seen = sorted({int(v) for v in (t_in * SHORT_T).round().tolist()}) if t_in is not None else []
+    assert_true(seen == list(range(1, SHORT_T + 1)), f"Does {name} draw t uniformly from {{1, …, T}} "
+                "(torch.randint(1, T + 1, …)), not from {0, …, T − 1}, and give the UNet t/T?",
+                f"With T={SHORT_T} and {n} images, the UNet's times multiplied by T took the values {seen}.")
+
+
 @public_check
 def check_ddpm_forward(ddpm_forward, *, seed: int = 0) -> None:
     """On a probe UNet with the default 300-step schedule: t, x_t and the loss read back."""
     num_ts = loss_num_ts("ddpm_forward", seed)
     probe, x0 = Probe("time"), digits(N_LOSS, seed)
     schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
+    short = Probe("time")  # first the range of t, on a schedule so short that every value shows
+    ddpm_forward(short, short_schedule("ddpm_forward", seed), x0.clone(), num_ts=SHORT_T,
+                 generator=generator(derived_seed(seed, 17)))
+    _check_time_values("ddpm_forward", short, x0.shape[0])
     loss = ddpm_forward(probe, schedule, x0.clone(), num_ts=num_ts, generator=generator(derived_seed(seed)))
     _check_ddpm_loss("ddpm_forward", only_call("ddpm_forward", probe, x0.shape), loss, x0, schedule, num_ts)
     passed("ddpm_forward: t, x_t and the loss read back from the UNet's inputs are right")
@@ -327,6 +349,10 @@ def check_class_ddpm_forward(class_ddpm_forward, *, seed: int = 0) -> None:
     (labels, p_uncond), num_ts = loss_labels("class_ddpm_forward", seed), loss_num_ts("class_ddpm_forward", seed)
     probe, x0 = Probe("class"), digits(N_LOSS, seed)
     schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
+    short = Probe("class")  # first the range of t (see check_ddpm_forward)
+    class_ddpm_forward(short, short_schedule("class_ddpm_forward", seed), x0.clone(), labels.clone(), p_uncond=p_uncond,
+                       num_ts=SHORT_T, generator=generator(derived_seed(seed, 17)))
+    _check_time_values("class_ddpm_forward", short, x0.shape[0])
     loss = class_ddpm_forward(probe, schedule, x0.clone(), labels.clone(), p_uncond=p_uncond, num_ts=num_ts,
                               generator=generator(derived_seed(seed)))
     call = only_call("class_ddpm_forward", probe, x0.shape)

@@ -137,6 +137,7 @@ class Edit:
     """A mistake: in the answer cell ``target``, the text ``old`` (exactly once there) becomes ``new``.
 
     ``says``: words the public test's message must contain (the question that names the mistake).
+    ``spares``: callers that never take the mistaken path (their tests must still pass).
     """
 
     target: str
@@ -144,6 +145,11 @@ class Edit:
     old: str
     new: str
     says: str = ""
+    spares: tuple = ()
+
+    def breaks(self, part: str) -> set[str]:
+        """The graded names whose tests this mistake must fail."""
+        return broken_by(part, self.target) - set(self.spares)
 
     def apply(self, nb) -> None:
         cell = answer_cell(nb, self.target)

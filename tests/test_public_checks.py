@@ -325,6 +325,15 @@ def add_noise_sigma_squared(x, sigma, noise=None, generator=None):
     return x + sigma**2 * noise
 
 
+def add_noise_one_sigma_only(x, sigma, noise=None, generator=None):
+    noise = torch.randn(x.shape, generator=generator) if noise is None else noise
+    return x + torch.as_tensor(sigma) * noise  # a (N,) σ does not broadcast over (N, 1, 28, 28)
+
+
+def denoiser_loss_fixed_sigma(unet, x, sigma=0.5, generator=None):
+    return DN.denoiser_loss(unet, x, sigma=0.5, generator=generator)  # ignores its sigma argument
+
+
 def denoiser_loss_on_noise(unet, x, sigma=0.5, generator=None):
     eps = torch.randn(x.shape, generator=generator)
     return F.mse_loss(unet(x + sigma * eps), eps)
@@ -411,12 +420,13 @@ def ddpm_schedule_shifted(beta1=1e-4, beta2=0.02, num_ts=300):
 
 
 def ddpm_forward_with(unet, schedule, x0, num_ts=300, generator=None, bars="alpha_bars", normalise=True,
-                      labels=None, p_uncond=0.0):
+                      labels=None, p_uncond=0.0, from_zero=False):
     n = x0.shape[0]
     c = None if labels is None else FM.drop_classes(FM.one_hot(labels), p_uncond, generator)
-    t = torch.randint(1, num_ts + 1, (n,), generator=generator)
+    t = torch.randint(0, num_ts, (n,), generator=generator) if from_zero else \
+        torch.randint(1, num_ts + 1, (n,), generator=generator)
     eps = torch.randn(x0.shape, generator=generator)
-    ab = schedule[bars][t - 1].reshape(n, 1, 1, 1)
+    ab = schedule[bars][t if from_zero else t - 1].reshape(n, 1, 1, 1)
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
     t_in = t / num_ts if normalise else t.float()
     return F.mse_loss(unet(xt, t_in) if c is None else unet(xt, c, t_in), eps)
@@ -487,7 +497,9 @@ PART_B_MISTAKES = [
     ("TimeConditionalUNet", TimeUNetAlwaysAdditive, "in eval mode"),
     ("ClassConditionalUNet", ClassUNetIgnoringMask, "mask"),
     ("add_noise", add_noise_sigma_squared, "x + σ·ε"),
+    ("add_noise", add_noise_one_sigma_only, "one σ per image"),
     ("denoiser_loss", denoiser_loss_on_noise, "clean digits x"),
+    ("denoiser_loss", denoiser_loss_fixed_sigma, "σ = sigma"),
     ("pure_noise_loss", pure_noise_loss_with_x, "pure noise"),
     ("interpolate", lambda x0, x1, t: FM.interpolate(x1, x0, t), "other way"),
     ("flow_target", lambda x0, x1: x0 - x1, "from the noise x0 to the data x1"),
@@ -500,6 +512,7 @@ PART_B_MISTAKES = [
     ("ddpm_schedule", ddpm_schedule_shifted, "cumulative product"),
     ("ddpm_forward", lambda *a, **k: ddpm_forward_with(*a, **k, bars="alphas"), "cumulative product"),
     ("ddpm_forward", lambda *a, **k: ddpm_forward_with(*a, **k, normalise=False), "t/T"),
+    ("ddpm_forward", lambda *a, **k: ddpm_forward_with(*a, **k, from_zero=True), "not from {0, …, T − 1}"),
     ("class_ddpm_forward", class_ddpm_forward_with_alphas, "cumulative product"),
     ("ddpm_sample", ddpm_sample_noise_at_the_end, "t > 1 only"),
     ("class_ddpm_sample", class_ddpm_sample_wrong_branch, "starts from the conditional"),
