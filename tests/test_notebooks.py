@@ -22,7 +22,9 @@ import pytest
 
 from course.notebooks.build import (
     BEGIN,
+    BEGIN_HIDDEN,
     END,
+    END_HIDDEN,
     PARTS,
     REPO_ROOT,
     build_notebook,
@@ -107,7 +109,8 @@ def test_build_notebook_is_deterministic_and_has_nbgrader_metadata():
     from course.notebooks.cells import Check, Code, Markdown, Reflection
 
     cells = [Markdown("# Title"), Code("SEED = 0", tags=("parameters",)), Solution(example_function),
-             Check("test_example_function", 2, "assert example_function(1) == 3"),
+             Check("test_example_function", 2, "from checks import check_example_function\n\n"
+                   "check_example_function(example_function)"),
              Reflection("why", 3, "Why?", answer="Because.")]
     first, second = notebook_json(build_notebook(cells)), notebook_json(build_notebook(cells))
     assert first == second
@@ -120,10 +123,28 @@ def test_build_notebook_is_deterministic_and_has_nbgrader_metadata():
                                   "schema_version": 3, "solution": True, "task": False}
     assert nbgrader_meta(check) == {"grade": True, "grade_id": "test_example_function", "locked": True,
                                     "points": 2, "schema_version": 3, "solution": False, "task": False}
+    assert check.source == ("from checks import check_example_function\n\ncheck_example_function(example_function)\n"
+                            f"{BEGIN_HIDDEN}\ncheck_example_function(example_function, seed=1)\n{END_HIDDEN}")
     assert question.cell_type == "markdown" and nbgrader_meta(question)["locked"]
     assert answer.cell_type == "markdown" and nbgrader_meta(answer)["points"] == 3
     assert nbgrader_meta(answer)["grade"] and nbgrader_meta(answer)["solution"]
     assert all(c.get("outputs", []) == [] for c in nb.cells)
+
+
+def test_hidden_tests_repeat_every_check_call_with_each_hidden_seed():
+    from course.notebooks.cells import Check
+
+    source = "from m import check_f, check_g\nx = 1\ncheck_f(f, atol=2)\ncheck_g(g, seed=0)"
+    (cell,) = build_notebook([Check("test_f", 1, source, hidden_seeds=(1, 5))]).cells
+    assert cell.source.split("\n") == [*source.split("\n"), BEGIN_HIDDEN, "check_f(f, atol=2, seed=1)",
+                                       "check_g(g, seed=1)", "check_f(f, atol=2, seed=5)", "check_g(g, seed=5)",
+                                       END_HIDDEN]
+    (plain,) = build_notebook([Check("test_f", 1, source, hidden_seeds=())]).cells
+    assert plain.source == source
+    with pytest.raises(ValueError, match="check_<name>"):  # nothing to repeat on other inputs
+        build_notebook([Check("test_f", 1, "assert f(1) == 3")])
+    with pytest.raises(ValueError, match="only the visible call"):
+        build_notebook([Check("test_f", 1, f"check_f(f)\n{BEGIN_HIDDEN}\ncheck_f(f, seed=2)\n{END_HIDDEN}")])
 
 
 def test_build_rejects_repeated_grade_ids():
@@ -210,6 +231,25 @@ def test_released_stubs_raise_not_implemented(part):
         if cell.cell_type == "markdown" and nbgrader_meta(cell).get("solution"):
             assert cell.source.strip() == "YOUR ANSWER HERE"
         assert cell.get("outputs", []) == []
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_hidden_tests_are_in_the_solution_test_cells_only(part):
+    """Every test cell of solutions/ ends with the hidden block, check_<name>(<name>, seed=1); the released
+    cell is the same cell without it (nbgrader restores the block from the gradebook at autograde)."""
+    if load_template(part) is None:
+        pytest.skip(f"no template course/notebooks/{part}.py yet")
+    source = {c.id: c for c in check_cells(nbformat.read(solution_path(REPO_ROOT, part), as_version=4))}
+    released = {c.id: c for c in check_cells(nbformat.read(REPO_ROOT / "assignments" / part / f"{part}.ipynb",
+                                                           as_version=4))}
+    assert source and set(source) == set(released)
+    for gid, cell in source.items():
+        name = gid.removeprefix("test_")
+        visible, hidden = cell.source.split(f"\n{BEGIN_HIDDEN}\n")
+        assert hidden == f"check_{name}({name}, seed=1)\n{END_HIDDEN}", gid
+        assert released[gid].source == visible, f"{gid}: the released cell must be the visible part only"
+        assert BEGIN_HIDDEN not in released[gid].source and END_HIDDEN not in released[gid].source
+        assert "seed" not in released[gid].source
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ A template (``course/notebooks/partA.py``, ``partB.py``) is a list ``CELLS`` of 
     Code        code cell students may edit (tags kept, e.g. "parameters")
     Solution    autograded answer: the reference source, body between
                 ### BEGIN SOLUTION / ### END SOLUTION                 grade_id = the function's name
-    Check       autograder test cell, locked, with points             grade_id given
+    Check       autograder test cell, locked, with points: the visible  grade_id given
+                check call, then ### BEGIN HIDDEN TESTS / the same
+                call with seed=1 / ### END HIDDEN TESTS (nbgrader strips
+                the block on release and restores it at autograde)
     Reflection  read-only question cell, then a manually graded
                 markdown answer cell with points                      grade_id given (+ "_question")
 
@@ -36,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # the nbgrader course root (hol
 SOURCE_DIR = "solutions"  # nbgrader's source_directory, relative to the course root
 RELEASE_DIR = "assignments"  # nbgrader's release_directory
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 ANSWER_STUB = "YOUR ANSWER HERE"  # what nbgrader puts in a released written-answer cell
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -112,6 +116,54 @@ def solution_source(obj) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Check cells: the visible call, then the same check on other inputs as nbgrader's hidden tests
+
+
+def check_calls(source: str) -> list[ast.Call]:
+    """The top-level ``check_<name>(...)`` calls of a Check cell's source, in order."""
+    calls = []
+    for stmt in ast.parse(source).body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            func = stmt.value.func
+            if isinstance(func, ast.Name) and func.id.startswith("check_"):
+                calls.append(stmt.value)
+    return calls
+
+
+def with_seed(call: ast.Call, seed: int) -> str:
+    """``call`` as source with the keyword ``seed=<seed>`` (replacing any seed it already has)."""
+    keywords = [k for k in call.keywords if k.arg != "seed"] + [ast.keyword("seed", ast.Constant(seed))]
+    return ast.unparse(ast.Call(call.func, call.args, keywords))
+
+
+def hidden_tests(source: str, seeds) -> str:
+    """nbgrader's hidden-test block: every check call of ``source`` again with ``seed=s`` for each seed.
+
+    ``check_forward(forward)`` with seeds (1,) gives::
+
+        ### BEGIN HIDDEN TESTS
+        check_forward(forward, seed=1)
+        ### END HIDDEN TESTS
+    """
+    calls = check_calls(source)
+    if not calls:
+        raise ValueError(f"a Check cell with hidden seeds must call a check_<name>(...) at top level, so that "
+                         f"the hidden tests can call it again with another seed; its source is:\n{source}")
+    lines = [with_seed(call, seed) for seed in seeds for call in calls]
+    return "\n".join([BEGIN_HIDDEN, *lines, END_HIDDEN])
+
+
+def check_source(cell: Check) -> str:
+    """A Check cell's source in the solution notebook: the visible part, then its hidden tests (if any)."""
+    visible = cell.source.strip("\n")
+    if BEGIN_HIDDEN in visible or END_HIDDEN in visible:
+        raise ValueError(f"{cell.grade_id}: write only the visible call; the build adds the hidden tests.")
+    if not cell.hidden_seeds:
+        return visible
+    return f"{visible}\n{hidden_tests(visible, cell.hidden_seeds)}"
+
+
+# ---------------------------------------------------------------------------------------------------
 # Cells and notebooks
 
 
@@ -138,7 +190,7 @@ def build_cells(cell, index: int) -> list:
         return [new_code_cell(solution_source(cell.obj), id=gid,
                               metadata=_nbgrader(gid, grade=False, solution=True, locked=False))]
     if isinstance(cell, Check):
-        return [new_code_cell(cell.source.strip("\n"), id=cell.grade_id,
+        return [new_code_cell(check_source(cell), id=cell.grade_id,
                               metadata=_nbgrader(cell.grade_id, grade=True, solution=False, locked=True,
                                                  points=cell.points))]
     if isinstance(cell, Reflection):

@@ -5,6 +5,8 @@ nbgrader is driven through its Python API with the settings of ``course/nbgrader
 file ``cd course && nbgrader generate_assignment partB`` reads), so both ways give the same result.
 The released notebooks are rewritten in nbformat's canonical JSON without outputs, which makes the
 release deterministic: ``tests/test_notebooks.py`` compares a fresh release with the committed one.
+:func:`nbgrader_api` gives the same API for the rest of nbgrader's pipeline (autograde, generate_feedback;
+see ``tests/test_nbgrader_roundtrip.py``).
 """
 
 from __future__ import annotations
@@ -44,20 +46,15 @@ def scripts_on_path():
         os.environ["PATH"] = old
 
 
-def generate_assignment(part: str, root: str | Path = REPO_ROOT, release_dir: str | Path | None = None,
-                        db_url: str | None = None) -> Path:
-    """Run nbgrader's ``generate_assignment <part> --force`` from ``root/solutions/<part>``.
-
-    release_dir: where ``<part>/`` is written (default ``root/assignments``); db_url: nbgrader's
-    gradebook (default ``root/gradebook.db``). Returns the released folder ``<release_dir>/<part>``.
-    """
+def nbgrader_api(root: str | Path = REPO_ROOT, release_dir: str | Path | None = None, db_url: str | None = None):
+    """nbgrader's ``NbGraderAPI`` for the course rooted at ``root``, with the settings of
+    ``course/nbgrader_config.py``: solutions/ as the source, ``release_dir`` (default ``root/assignments``)
+    as the release, ``submitted/``, ``autograded/`` and ``feedback/`` under ``root``, and the gradebook
+    ``db_url`` (default ``root/gradebook.db``). Call its methods inside :func:`scripts_on_path`."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     root = Path(root).resolve()
-    source = root / SOURCE_DIR / part
-    if not source.is_dir():
-        raise ValueError(f"expected the solution notebook folder {source}; build it first with write_solutions.")
     config = load_nbgrader_config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.source_directory = SOURCE_DIR
@@ -65,14 +62,31 @@ def generate_assignment(part: str, root: str | Path = REPO_ROOT, release_dir: st
     config.CourseDirectory.release_directory = str(release_dir)  # an absolute path overrides the root
     if db_url is not None:
         config.CourseDirectory.db_url = db_url
-    coursedir = CourseDirectory(config=config)
-    api = NbGraderAPI(coursedir, config=config)
-    with scripts_on_path():
-        result = api.generate_assignment(part, force=True, create=True)
+    return NbGraderAPI(CourseDirectory(config=config), config=config)
+
+
+def succeeded(result: dict, what: str) -> dict:
+    """``result`` of an ``NbGraderAPI`` call, or a RuntimeError with nbgrader's log when it failed."""
     if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment {part} failed:\n{result.get('error', '')}\n"
-                           f"{result.get('log', '')}")
-    out = release_dir / part
+        raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error', '')}\n{result.get('log', '')}")
+    return result
+
+
+def generate_assignment(part: str, root: str | Path = REPO_ROOT, release_dir: str | Path | None = None,
+                        db_url: str | None = None) -> Path:
+    """Run nbgrader's ``generate_assignment <part> --force`` from ``root/solutions/<part>``.
+
+    release_dir: where ``<part>/`` is written (default ``root/assignments``); db_url: nbgrader's
+    gradebook (default ``root/gradebook.db``). Returns the released folder ``<release_dir>/<part>``.
+    """
+    root = Path(root).resolve()
+    source = root / SOURCE_DIR / part
+    if not source.is_dir():
+        raise ValueError(f"expected the solution notebook folder {source}; build it first with write_solutions.")
+    api = nbgrader_api(root, release_dir, db_url)
+    with scripts_on_path():
+        succeeded(api.generate_assignment(part, force=True, create=True), f"generate_assignment {part}")
+    out = Path(api.coursedir.release_directory) / part
     for path in sorted(out.glob("*.ipynb")):
         canonicalise(path)
     return out
