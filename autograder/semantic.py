@@ -1,0 +1,402 @@
+"""Semantic checks for Part A: does the student's loop really draw the digit its prompt asks for?
+
+Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_start`` indexes the
+strided list ``strided_timesteps()`` (990, 960, …, 0: 34 entries), and every loop here starts at
+i_start = 0, from pure noise.
+
+The public checks (:mod:`autograder.public_a`) compare a few steps on a tiny random UNet with the
+reference: mechanics. These checks run the student's whole loop (33 UNet steps, CFG γ = 7) with the
+project's trained digit model (``reference/digit_model``, 32×32, draws MNIST digits from the prompts
+"a handwritten digit zero" … "nine") and ask the project's MNIST classifier (``reference.classifier``)
+what the pictures show:
+
+- ``check_cfg_draws_digit``: two CFG samples of "a handwritten digit N" both read as N;
+- ``check_anagram_reads``: two upside-down anagrams (``flip_view``) read as prompt 1 upright and as
+  prompt 2 flipped;
+- ``check_hybrid_reads``: two hybrids, blurred with ``lowpass`` (kernel 33, σ 2), read as the low-pass
+  prompt's digit.
+
+The digit model is imperfect (a sample reads as its digit 45–90% of the time with random noise), so the
+prompts and the noise are not random: each check's ``seed`` picks a case from a table of (digits, noise
+seed) on which the reference and the correct alternatives of :data:`ALTERNATIVES` read right with
+probability ≥ ``MARGIN`` (also from a start perturbed by 1e-3·N(0, I), so that rounding on another CPU
+does not flip the verdict), and every known mistake of :data:`MISTAKES` reads wrong. ``python -m
+autograder.semantic`` re-derives the tables (:func:`screen`): candidates in a fixed order, the first that
+pass are kept. (Checked once more for the tables below: the reference still reads right, p ≥ 0.9, from
+x_T + 1e-2·N(0, I), and every mistake still reads wrong from the jittered start.) A case draws its start x_T ~ N(0, I) of shape (2, 3, 32, 32) from
+``torch.Generator().manual_seed(noise_seed)`` and passes the same generator to the loop.
+
+The student's function is only ever called, with tensors, ints, floats, a generator, the diffusers UNet
+and scheduler and reference functions (it may be a proxy to another process). Nothing reaches stderr;
+a failure raises ``AssertionError`` with a question, never a reference picture.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+
+import torch
+
+from autograder.compare import assert_true, one_thread, passed, quiet, tensor_problem
+from reference import denoise as ref
+from reference import illusions as ref_illusions
+from reference.digit_model import DIGIT_PROMPTS
+
+SCALE = 7.0  # the course's guidance scale
+SAMPLES = 2  # pictures judged per check, in one batch
+SIZE = 32  # the digit model's side
+MARGIN = 0.9  # screening: the classifier's probability of the right digit on every correct run
+
+# The case tables, as printed by ``python -m autograder.semantic`` (see :func:`main` for the candidates).
+# (digit, noise seed): CFG samples of "a handwritten digit N"; two cases per digit
+CFG_CASES = ((0, 1), (1, 5), (2, 1), (3, 0), (4, 1), (5, 1), (6, 0), (7, 1), (8, 1), (9, 1),
+             (0, 2), (1, 10), (2, 5), (3, 1), (4, 5), (5, 5), (6, 1), (7, 5), (8, 5), (9, 5))
+# (upright digit, flipped digit, noise seed): prompt 1 upright, prompt 2 upside down
+ANAGRAM_CASES = ((6, 9, 10), (9, 6, 5), (6, 9, 20), (9, 6, 20))
+# (low-pass digit, high-pass digit, noise seed): the blurred hybrid reads as the first
+HYBRID_CASES = ((1, 4, 10), (0, 6, 1), (1, 0, 10), (0, 7, 1), (0, 6, 10), (0, 7, 9))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The digit model, its prompts and the classifier (loaded once, handed out as copies)
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_model():
+    from reference.loading import DIGIT_EMBEDS, DIGIT_MODEL, load_prompt_embeds, load_stage1
+
+    with quiet(), torch.random.fork_rng(devices=[]):  # building the UNet draws initial weights
+        pipe = load_stage1(DIGIT_MODEL, device="cpu", dtype=torch.float32)
+    unet = pipe.unet.eval().requires_grad_(False)
+    embeds = load_prompt_embeds(DIGIT_EMBEDS, device="cpu", dtype=torch.float32)
+    return unet, pipe.scheduler.config, embeds
+
+
+def digit_unet():
+    """A fresh copy of the digit model's UNet (fp32, CPU, eval): a student's loop cannot spoil the next."""
+    return copy.deepcopy(_digit_model()[0])
+
+
+def digit_scheduler():
+    """A fresh ``DDPMScheduler`` of the digit model (learned-range variance, as DeepFloyd's stage 1)."""
+    from diffusers import DDPMScheduler
+
+    with quiet():
+        return DDPMScheduler.from_config(_digit_model()[1])
+
+
+def embeds_of(digit: int | None) -> torch.Tensor:
+    """Prompt embeddings (1, 77, 32) of "a handwritten digit N", or of the empty prompt for ``None``."""
+    prompt = "" if digit is None else DIGIT_PROMPTS[digit]
+    return _digit_model()[2][prompt].clone()
+
+
+@functools.lru_cache(maxsize=1)
+def _classifier():
+    from reference.classifier import load_classifier
+
+    with torch.random.fork_rng(devices=[]):  # building the classifier draws initial weights
+        return load_classifier()
+
+
+def read_digits(images: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    """The classifier's reading of Part A images (B, 3, H, W) in [-1, 1]: digits and probabilities (B, 10)."""
+    from reference.classifier import to_mnist
+
+    with torch.no_grad():
+        probs = torch.softmax(_classifier()(to_mnist(images.detach().cpu().float())), dim=1)
+    return probs.argmax(1).tolist(), probs
+
+
+def start(noise_seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """x_T ~ N(0, I) of shape (SAMPLES, 3, 32, 32), drawn first from the generator the loop then gets."""
+    g = torch.Generator().manual_seed(noise_seed)
+    return torch.randn((SAMPLES, 3, SIZE, SIZE), generator=g), g
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running a loop on a case (student's function or reference, called alike)
+
+
+def run_cfg(iterative_denoise_cfg, digit: int, noise_seed: int, jitter: float = 0.0) -> torch.Tensor:
+    """``iterative_denoise_cfg`` from pure noise, i_start 0, γ = 7, prompt "a handwritten digit N"."""
+    xt, g = start(noise_seed)
+    return iterative_denoise_cfg(digit_unet(), digit_scheduler(), _jittered(xt, jitter), 0, embeds_of(digit),
+                                 embeds_of(None), ref.strided_timesteps(), scale=SCALE, generator=g)
+
+
+def run_anagram(visual_anagram, upright: int, flipped: int, noise_seed: int, jitter: float = 0.0) -> torch.Tensor:
+    """``visual_anagram`` with ``flip_view`` from pure noise: prompt 1 upright, prompt 2 upside down."""
+    xt, g = start(noise_seed)
+    return visual_anagram(digit_unet(), digit_scheduler(), _jittered(xt, jitter), 0, embeds_of(upright),
+                          embeds_of(flipped), embeds_of(None), ref.strided_timesteps(), view=ref_illusions.flip_view,
+                          scale=SCALE, generator=g)
+
+
+def run_hybrid(make_hybrids, low: int, high: int, noise_seed: int, jitter: float = 0.0) -> torch.Tensor:
+    """``make_hybrids`` from pure noise: low frequencies of prompt "low", high ones of prompt "high"."""
+    xt, g = start(noise_seed)
+    return make_hybrids(digit_unet(), digit_scheduler(), _jittered(xt, jitter), 0, embeds_of(low), embeds_of(high),
+                        embeds_of(None), ref.strided_timesteps(), scale=SCALE, generator=g)
+
+
+def _jittered(xt: torch.Tensor, jitter: float) -> torch.Tensor:
+    """x_T + jitter·N(0, I) (a fixed draw): the screening's stand-in for rounding on another machine."""
+    if not jitter:
+        return xt
+    return xt + jitter * torch.randn(xt.shape, generator=torch.Generator().manual_seed(12345))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def readings(images, targets: list[int]) -> list[tuple[int, float, float]]:
+    """Per image: (digit read, its probability, probability of the target digit)."""
+    digits, probs = read_digits(images)
+    return [(d, float(probs[i, d]), float(probs[i, target])) for i, (d, target) in enumerate(zip(digits, targets))]
+
+
+def as_words(found: list[tuple[int, float, float]]) -> str:
+    """``1 (p=0.80) and 7 (p=0.97)``."""
+    return " and ".join(f"{d} (p={p:.2f})" for d, p, _ in found)
+
+
+def checked_sample(result, function: str) -> torch.Tensor:
+    """The student's result if it is a finite (2, 3, 32, 32) tensor, else an ``AssertionError``."""
+    problem = tensor_problem(result, torch.zeros(SAMPLES, 3, SIZE, SIZE), f"the batch {function} returned",
+                             check_dtype=False)
+    assert_true(problem is None, f"Does {function} return the final images, one per start image?", f"{problem}.")
+    return result.detach().to("cpu", torch.float32)
+
+
+def semantic_check(check):
+    """Decorator for ``check_<name>(student_fn, *, seed=0)``: quiet and on one CPU thread, like ``public_check``."""
+
+    @functools.wraps(check)
+    def run(student_fn, *, seed: int = 0) -> None:
+        with quiet(), one_thread():
+            check(student_fn, seed=seed)
+
+    return run
+
+
+def _case(table: tuple, seed: int) -> tuple:
+    if not table:
+        raise RuntimeError("The semantic checks' case tables are empty: run python -m autograder.semantic.")
+    return table[seed % len(table)]
+
+
+@semantic_check
+def check_cfg_draws_digit(iterative_denoise_cfg, *, seed: int = 0) -> None:
+    """Two CFG samples of a digit prompt from pure noise (34 strided steps, γ = 7) must read as that digit."""
+    digit, noise_seed = _case(CFG_CASES, seed)
+    images = checked_sample(run_cfg(iterative_denoise_cfg, digit, noise_seed), "iterative_denoise_cfg")
+    found = readings(images, [digit] * SAMPLES)
+    assert_true(all(d == digit for d, _, _ in found),
+                "Does your CFG loop draw what the prompt asks for?",
+                f"From pure noise with the digit model (i_start 0, γ = {SCALE:g}), the classifier reads your "
+                f"{SAMPLES} samples for '{DIGIT_PROMPTS[digit]}' as {as_words(found)}; each should read as {digit}.")
+    passed(f"iterative_denoise_cfg: samples of '{DIGIT_PROMPTS[digit]}' read as {as_words(found)}")
+
+
+@semantic_check
+def check_anagram_reads(visual_anagram, *, seed: int = 0) -> None:
+    """Two upside-down anagrams: upright they must read as prompt 1's digit, flipped as prompt 2's."""
+    upright, flipped, noise_seed = _case(ANAGRAM_CASES, seed)
+    images = checked_sample(run_anagram(visual_anagram, upright, flipped, noise_seed), "visual_anagram")
+    up = readings(images, [upright] * SAMPLES)
+    down = readings(ref_illusions.flip_upside_down(images), [flipped] * SAMPLES)
+    ok = all(d == upright for d, _, _ in up) and all(d == flipped for d, _, _ in down)
+    assert_true(ok, "Does your anagram show prompt 1 upright and prompt 2 upside down?",
+                f"With flip_view from pure noise (digit model, γ = {SCALE:g}), the classifier reads your {SAMPLES} "
+                f"anagrams upright as {as_words(up)} (prompt 1: '{DIGIT_PROMPTS[upright]}') and flipped upside down "
+                f"as {as_words(down)} (prompt 2: '{DIGIT_PROMPTS[flipped]}').")
+    passed(f"visual_anagram: upright reads {as_words(up)}, flipped reads {as_words(down)}")
+
+
+@semantic_check
+def check_hybrid_reads(make_hybrids, *, seed: int = 0) -> None:
+    """Two hybrids of two digit prompts: blurred (``lowpass``) they must read as the low-pass prompt's digit."""
+    low, high, noise_seed = _case(HYBRID_CASES, seed)
+    images = checked_sample(run_hybrid(make_hybrids, low, high, noise_seed), "make_hybrids")
+    found = readings(ref_illusions.lowpass(images), [low] * SAMPLES)
+    assert_true(all(d == low for d, _, _ in found),
+                "Does your hybrid show the low-pass prompt from afar?",
+                f"Blurred with lowpass (kernel 33, σ 2), the classifier reads your {SAMPLES} hybrids of "
+                f"'{DIGIT_PROMPTS[low]}' (prompt_embeds_low) and '{DIGIT_PROMPTS[high]}' (prompt_embeds_high) as "
+                f"{as_words(found)}; each should read as {low}.")
+    passed(f"make_hybrids: blurred hybrids of {low} (low) and {high} (high) read as {as_words(found)}")
+
+
+SEMANTIC = {
+    "iterative_denoise_cfg": check_cfg_draws_digit,
+    "visual_anagram": check_anagram_reads,
+    "make_hybrids": check_hybrid_reads,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Choosing the cases: correct alternatives must read right with a margin, known mistakes must read wrong
+
+
+def _strided_loop(unet, scheduler, xt, i_start, timesteps, generator, estimate):
+    """The strided update (eq. A.3) with ``estimate(x_t, t) → (ε, variance)``: the alternatives' shared loop."""
+    ref.set_strided_timesteps(scheduler, timesteps)
+    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+        eps, variance = estimate(xt, t)
+        xt = ref.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
+    return xt
+
+
+def cfg_two_calls(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0,
+                  generator=None, swapped=False):
+    """CFG with separate UNet calls and ε = (1 − γ)·ε_u + γ·ε_c (correct); ``swapped``: ε_c + γ·(ε_u − ε_c)."""
+
+    def estimate(x, t):
+        eps_c, variance = ref.predict_noise(unet, x, t, prompt_embeds)
+        eps_u, _ = ref.predict_noise(unet, x, t, uncond_prompt_embeds)
+        return ((1 - scale) * eps_c + scale * eps_u) if swapped else ((1 - scale) * eps_u + scale * eps_c), variance
+
+    return _strided_loop(unet, scheduler, xt, i_start, timesteps, generator, estimate)
+
+
+def anagram_two_calls(unet, scheduler, xt, i_start, prompt_embeds_1, prompt_embeds_2, uncond_prompt_embeds,
+                      timesteps, view=ref_illusions.flip_view, scale=7.0, generator=None, variance="both"):
+    """The anagram with one CFG call per branch; variance of the upright branch, the viewed one or their mean."""
+    view_fn, inverse_fn = view
+
+    def estimate(x, t):
+        eps_1, var_1 = ref.cfg_noise(unet, x, t, prompt_embeds_1, uncond_prompt_embeds, scale)
+        eps_2, var_2 = ref.cfg_noise(unet, view_fn(x), t, prompt_embeds_2, uncond_prompt_embeds, scale)
+        var_2 = inverse_fn(var_2)
+        chosen = {"upright": var_1, "viewed": var_2, "both": (var_1 + var_2) / 2}[variance]
+        return (eps_1 + inverse_fn(eps_2)) / 2, chosen
+
+    return _strided_loop(unet, scheduler, xt, i_start, timesteps, generator, estimate)
+
+
+def hybrids_two_calls(unet, scheduler, xt, i_start, prompt_embeds_low, prompt_embeds_high, uncond_prompt_embeds,
+                      timesteps, scale=7.0, generator=None, variance="low"):
+    """The hybrid with one CFG call per prompt; variance of the low or the high prompt's branch."""
+
+    def estimate(x, t):
+        eps_low, var_low = ref.cfg_noise(unet, x, t, prompt_embeds_low, uncond_prompt_embeds, scale)
+        eps_high, var_high = ref.cfg_noise(unet, x, t, prompt_embeds_high, uncond_prompt_embeds, scale)
+        eps = ref_illusions.lowpass(eps_low) + ref_illusions.highpass(eps_high)
+        return eps, var_low if variance == "low" else var_high
+
+    return _strided_loop(unet, scheduler, xt, i_start, timesteps, generator, estimate)
+
+
+def _with(fn, **fixed):
+    return functools.wraps(fn)(functools.partial(fn, **fixed))
+
+
+def _cfg_unconditional(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, **kwargs):
+    return ref.iterative_denoise_cfg(unet, scheduler, xt, i_start, uncond_prompt_embeds, uncond_prompt_embeds,
+                                     timesteps, **kwargs)
+
+
+def _anagram_swapped(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, **kwargs):
+    return ref_illusions.visual_anagram(unet, scheduler, xt, i_start, p2, p1, uncond, timesteps, **kwargs)
+
+
+def _anagram_not_undone(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view, **kwargs):
+    return ref_illusions.visual_anagram(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps,
+                                        view=(view[0], ref_illusions.identity), **kwargs)
+
+
+def _hybrids_unconditional(unet, scheduler, xt, i_start, low, high, uncond, timesteps, **kwargs):
+    return ref_illusions.make_hybrids(unet, scheduler, xt, i_start, uncond, uncond, uncond, timesteps, **kwargs)
+
+
+def _hybrids_swapped(unet, scheduler, xt, i_start, low, high, uncond, timesteps, **kwargs):
+    return ref_illusions.make_hybrids(unet, scheduler, xt, i_start, high, low, uncond, timesteps, **kwargs)
+
+
+JITTER = 1e-3  # the screening also runs the reference from x_T + JITTER·N(0, I)
+ALTERNATIVES = {  # correct implementations besides the reference (which is screened with and without jitter)
+    "cfg": [cfg_two_calls],
+    "anagram": [_with(anagram_two_calls, variance=v) for v in ("upright", "viewed", "both")],
+    "hybrid": [_with(hybrids_two_calls, variance=v) for v in ("low", "high")],
+}
+MISTAKES = {  # typical mistakes every chosen case must catch
+    "cfg": [_with(cfg_two_calls, swapped=True), _cfg_unconditional],
+    "anagram": [_anagram_not_undone, _anagram_swapped],
+    "hybrid": [_hybrids_swapped, _hybrids_unconditional],
+}
+REFERENCES = {"cfg": ref.iterative_denoise_cfg, "anagram": ref_illusions.visual_anagram,
+              "hybrid": ref_illusions.make_hybrids}
+
+
+def targets(kind: str, case: tuple, images: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """What a case's check reads: (images as judged, digit they must read as) pairs."""
+    if kind == "cfg":
+        return [(images, case[0])]
+    if kind == "anagram":
+        return [(images, case[0]), (ref_illusions.flip_upside_down(images), case[1])]
+    return [(ref_illusions.lowpass(images), case[0])]
+
+
+def run_case(kind: str, fn, case: tuple, jitter: float = 0.0) -> torch.Tensor:
+    runner = {"cfg": run_cfg, "anagram": run_anagram, "hybrid": run_hybrid}[kind]
+    return runner(fn, *case, jitter=jitter)
+
+
+def case_scores(kind: str, fn, case: tuple, jitter: float = 0.0) -> tuple[bool, float]:
+    """(whether every judged image reads as its digit, the smallest probability of the right digit)."""
+    images = run_case(kind, fn, case, jitter).detach().float()
+    right, lowest = True, 1.0
+    for judged, digit in targets(kind, case, images):
+        digits, probs = read_digits(judged)
+        right &= all(d == digit for d in digits)
+        lowest = min(lowest, float(probs[:, digit].min()))
+    return right, lowest
+
+
+def screen_case(kind: str, case: tuple) -> bool:
+    """Whether ``case`` is a fair test: every correct run reads right with p ≥ MARGIN, every mistake reads wrong."""
+    correct = [(REFERENCES[kind], 0.0), (REFERENCES[kind], JITTER)] + [(fn, 0.0) for fn in ALTERNATIVES[kind]]
+    for fn, jitter in correct:
+        right, lowest = case_scores(kind, fn, case, jitter)
+        if not (right and lowest >= MARGIN):
+            return False
+    return not any(case_scores(kind, fn, case)[0] for fn in MISTAKES[kind])
+
+
+def screen(kind: str, groups, per_group: int, noise_seeds=range(40)) -> tuple:
+    """The first ``per_group`` noise seeds per group of digits (e.g. (6, 9)) that :func:`screen_case` accepts,
+    interleaved across groups (so that seeds 0, 1, … of a check visit different digits)."""
+    chosen = []
+    for group in groups:
+        found = []
+        for s in noise_seeds:
+            if len(found) < per_group and screen_case(kind, (*group, s)):
+                found.append((*group, s))
+        chosen.append(found)
+    return tuple(case for row in itertools.zip_longest(*chosen) for case in row if case is not None)
+
+
+def main() -> None:
+    """Re-derive the case tables and print them (``python -m autograder.semantic``; about 20 min on one thread).
+
+    Candidates: every digit for CFG; 6/9 both ways for the anagram. For the hybrids the blurred picture
+    reads as 0 or 1 far more often than as anything else (a blur leaves a ring or a stroke), and which of
+    the two depends more on the noise than on the prompts: the reference, on noise seeds 0–15, never
+    reached p ≥ 0.9 for low-pass 7 (7/3, 7/1), 8 (8/1), 3 (3/8) or 4 (4/1), and 1/8 not in 40 seeds; the
+    pairs below are those with cases where the reference reads right and swapped or unconditional
+    prompts read wrong.
+    """
+    torch.set_num_threads(1)
+    with quiet():
+        print("CFG_CASES =", screen("cfg", [(d,) for d in range(10)], per_group=2))
+        print("ANAGRAM_CASES =", screen("anagram", [(6, 9), (9, 6)], per_group=2))
+        print("HYBRID_CASES =", screen("hybrid", [(1, 4), (0, 6), (1, 0), (0, 7)], per_group=2,
+                                       noise_seeds=range(16)))
+
+
+if __name__ == "__main__":
+    main()
