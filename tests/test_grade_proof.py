@@ -209,17 +209,23 @@ def submissions() -> dict:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """``graded(key)``: the report of submission ``key``, graded on first use and kept for the module."""
-    table, reports = submissions(), {}
+    """``graded(key)``: the report of submission ``key``. On first use every submission of the table is
+    queued on two worker processes (each grading is single-threaded, so two fill the CI's two cores)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    table, futures = submissions(), {}
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
 
     def grade(key: str):
-        if key not in reports:
-            part, source, kinds = table[key]
-            path = source.write(tmp_path_factory.mktemp(key)) if isinstance(source, Submission) else source
-            reports[key] = grade_submission(path, part=part, kinds=kinds)
-        return reports[key]
+        if not futures:
+            for name, (part, source, kinds) in table.items():
+                path = source.write(tmp_path_factory.mktemp(name)) if isinstance(source, Submission) else source
+                futures[name] = pool.submit(grade_submission, path, part=part, kinds=kinds)
+        return futures[key].result()
 
-    return grade
+    yield grade
+    pool.shutdown(cancel_futures=True)
 
 
 def outcomes_of(report, target: str) -> dict:
