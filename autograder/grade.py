@@ -144,8 +144,8 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
                               HIDDEN_VISIBILITY, HIDDEN_SEED))
             number += 1
         if name in semantic:
-            tests.append(Test(f"{letter}{i}.{number}", f"{name}: {semantic[name].__doc__.splitlines()[0].rstrip('.')}"
-                              if semantic[name].__doc__ else f"{name}: semantic", name, "semantic", SEMANTIC_POINTS))
+            doc = (semantic[name].__doc__ or "semantic check").strip().splitlines()[0].rstrip(".").replace("``", "")
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: {doc}", name, "semantic", SEMANTIC_POINTS))
     return tests
 
 
