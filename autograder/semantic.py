@@ -381,7 +381,7 @@ def screen(kind: str, groups, per_group: int, noise_seeds=range(40)) -> tuple:
 
 
 def main() -> None:
-    """re-derive the case tables and print them (``python -m autograder.semantic``; 16 min on one thread, reproduced).
+    """Re-derive the case tables and print them (``python -m autograder.semantic``; 16 min on one thread).
 
     Candidates: every digit for CFG; 6/9 both ways for the anagram. For the hybrids the blurred picture
     reads as 0 or 1 far more often than as anything else (a blur leaves a ring or a stroke), and which of
