@@ -5,7 +5,7 @@ Oracle: submissions the tests write themselves — files that are not notebooks,
 (the solution, in which one function per problem misbehaves: an endless loop, a memory bomb, a fork,
 a flood of output, ``os._exit``, ``sys.exit``, a killed process, monkey-patching torch and the checks,
 reading outside its scratch folder, a socket, wrong types, dtypes, devices, NaNs, a syntax error, a
-cell that hangs while loading, a NaN loss). Expected: exactly those functions (and what is built on them) lose
+cell that hangs while loading, a NaN loss, a wrong shape). Expected: exactly those functions (and what is built on them) lose
 their points, with the message naming the problem; every other test passes.
 """
 
@@ -118,6 +118,8 @@ BAD_CELLS = {  # grade_id → the cell a misbehaving student wrote instead of th
 EDITS = {  # grade_id → (line of the solution, what the student wrote instead)
     "ddpm_forward": ("return F.mse_loss(unet(xt, (t / num_ts).to(dtype)), eps)",
                      "return F.mse_loss(unet(xt, (t / num_ts).to(dtype)), eps) * float('nan')  # NaN"),
+    "class_fm_sample": ("return (x, trajectory) if return_trajectory else x",
+                        "return (x, trajectory) if return_trajectory else x[:, :, :14]  # half the rows"),
     "ddpm_step": ("return mean if z is None else mean + math.sqrt(beta) * z",
                   "return mean  # forgets the noise, and patches torch and the checks (above) to hide it"),
 }
@@ -147,6 +149,7 @@ EXPECTED = {  # graded name → a fragment of the message of its public test
     "time_fm_forward": "only the scratch folder is yours",
     "ddpm_forward": "your loss is nan",
     "ddpm_sample": "Does each step",
+    "class_fm_sample": "has shape (3, 1, 14, 28), but should have shape (3, 1, 28, 28)",
     "Unflatten": "took longer than 6 s",
 }
 BUILT_ON = {  # classes and functions that use a broken one, so fail with it
@@ -202,7 +205,7 @@ def test_each_misbehaving_function_fails_with_a_message_naming_the_problem(bad_r
 def test_every_other_test_still_runs_and_passes(bad_report):
     broken = set(EXPECTED) | BUILT_ON
     others = [o for o in bad_report.outcomes if o.test.target not in broken]
-    assert len({o.test.target for o in others}) >= 3  # Conv, class_fm_sample, class_ddpm_forward
+    assert len({o.test.target for o in others}) >= 2  # Conv, class_ddpm_forward
     failing = {o.test.name: o.output[:200] for o in others if o.status != "passed"}
     assert not failing
     assert all(o.score == 0 for o in bad_report.outcomes if o.test.target in BUILT_ON)
