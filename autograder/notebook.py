@@ -98,16 +98,20 @@ def defined_names(tree: ast.Module) -> list[str]:
     return names
 
 
-def kept_source(source: str, tree: ast.Module) -> str:
-    """Only the definitions of a cell (imports, def, class, assignments), in their original lines."""
+def lines_of(source: str, nodes) -> str:
+    """The original lines of top-level ``nodes`` (decorators included), other lines blank so that line
+    numbers in tracebacks match the student's cell."""
     lines = source.splitlines()
     kept: list[str] = []
-    for node in tree.body:
-        if isinstance(node, KEPT_STATEMENTS):
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            # blank lines keep the line numbers of the student's cell in tracebacks
-            kept += [""] * (start - 1 - len(kept)) + lines[start - 1:node.end_lineno]
+    for node in nodes:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        kept += [""] * (start - 1 - len(kept)) + lines[start - 1:node.end_lineno]
     return "\n".join(kept) + "\n"
+
+
+def kept_source(source: str, tree: ast.Module) -> str:
+    """Only the definitions of a cell (imports, def, class, assignments), in their original lines."""
+    return lines_of(source, [node for node in tree.body if isinstance(node, KEPT_STATEMENTS)])
 
 
 def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | None:
@@ -198,16 +202,13 @@ def global_names_used(source: str) -> set[str]:
 def helper_source(source: str, tree: ast.Module, wanted: set[str], allowed_imports: set[tuple[str, str]]) -> str:
     """From a cell that is not an answer cell: its imports (not those :func:`forbidden_import` refuses) and
     the ``def``/``class`` statements of ``wanted``."""
-    lines = source.splitlines()
-    kept: list[str] = []
-    for node in tree.body:
-        is_helper = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in wanted
-        is_import = isinstance(node, (ast.Import, ast.ImportFrom)) and \
+    def keep(node) -> bool:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return node.name in wanted
+        return isinstance(node, (ast.Import, ast.ImportFrom)) and \
             forbidden_import(ast.Module(body=[node], type_ignores=[]), allowed_imports) is None
-        if is_helper or is_import:
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            kept += [""] * (start - 1 - len(kept)) + lines[start - 1:node.end_lineno]
-    return "\n".join(kept) + "\n"
+
+    return lines_of(source, [node for node in tree.body if keep(node)])
 
 
 def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
