@@ -5,4 +5,4 @@ Keep imports of torch/diffusers inside the functions so that ``course --help`` s
 """
 
 # Order shown in ``course --help``.
-COMMANDS = ["demo", "embed", "train", "evaluate", "train_mini", "release", "grade", "gradescope"]
+COMMANDS = ["demo", "embed", "train", "evaluate", "train_mini", "release", "grade", "bundle", "gradescope"]

@@ -1,0 +1,215 @@
+"""Artifacts: what a student's Part A functions computed on their own GPU, judged against a reference bundle.
+
+The grader runs on a CPU and cannot run DeepFloyd IF. Instead, the notebook's last cell runs the
+student's functions on the fixed inputs of a bundle (``course bundle``, see :mod:`course.bundle`) on
+whatever device and dtype the student's UNet has, and saves the results::
+
+    from autograder.artifacts import export_artifacts
+    export_artifacts(globals(), "partA_bundle.safetensors", stage_1.unet, stage_1.scheduler,
+                     "partA_artifacts.safetensors")
+
+The grader then calls ``compare_artifacts("partA_artifacts.safetensors", FULL_BUNDLE)``: one result per
+entry (passed, largest error, tolerance, a message phrased as a question). Artifacts made with another
+model or from other inputs are rejected with a message; a missing or damaged file gives every entry a
+message, never an exception. Tolerances are the looser of the bundle's and those of the artifacts'
+device and dtype.
+
+Time convention (Part A, DDPM): t = 0 is clean, t = 999 is the noisiest timestep.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from course.bundle import (
+    CALLS,
+    ENTRIES,
+    FORMAT,
+    FUNCTIONS,
+    SETTINGS,
+    VERSION,
+    call_seeds,
+    entry_tolerance,
+    looser,
+    model_fingerprint,
+    model_mismatch,
+    read_file,
+    run_call,
+    tensor_sha256,
+    versions,
+    write_file,
+)
+
+ARTIFACTS_FORMAT = "fun-with-diffusion/partA-artifacts"
+MAX_FILE_BYTES = 64 * 2**20  # artifacts of DeepFloyd's 64×64 images take well under 1 MB
+MAX_MESSAGE = 600  # characters kept of an error message
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """The verdict on one entry of the bundle."""
+
+    name: str  # e.g. "forward/t250"
+    passed: bool
+    max_error: float | None  # largest |yours − reference|; None when nothing could be compared
+    tolerance: dict  # {"rtol", "atol", "max_outside"}: |error| ≤ atol·max|ref| + rtol·|ref|, share allowed outside
+    message: str  # starts with the entry's question
+
+
+def _inputs(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("input/"):]: v for k, v in tensors.items() if k.startswith("input/")}
+
+
+def _error_text(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
+
+
+def export_artifacts(namespace: Mapping, bundle_path, unet, scheduler, out_path) -> Path:
+    """Run the student's functions (looked up by name in ``namespace``, e.g. ``globals()``) on the bundle's
+    inputs and seeds, on ``unet``'s device and dtype, and save their results to ``out_path`` (safetensors).
+
+    The bundle may be the full one or the inputs-only copy students receive. Raises ``ValueError`` when the
+    bundle cannot be read or was made with another model (the artifacts would be rejected anyway). A
+    function that is missing or raises is recorded in the file (and printed) and the others still run.
+    ``scheduler`` is copied, so the notebook's scheduler keeps its timesteps. Returns the path written.
+    """
+    try:
+        manifest, tensors = read_file(bundle_path, FORMAT)
+    except ValueError as err:
+        raise ValueError(f"The bundle cannot be used: {err}. Download it again from your instructors.") from None
+    if manifest.get("version") != VERSION or manifest.get("settings") != SETTINGS:
+        raise ValueError(f"The bundle {Path(bundle_path).name} was made for another version of the course "
+                         "package: update the package or ask your instructors for a matching bundle.")
+    fingerprint = model_fingerprint(unet, scheduler)
+    mismatch = model_mismatch(manifest["model"], fingerprint)
+    if mismatch is not None:
+        raise ValueError(f"The bundle was made with {manifest['model']['id']}, but your UNet is "
+                         f"{fingerprint['id']} ({mismatch}): load {manifest['model']['id']} as stage 1 and run again.")
+    inputs = _inputs(tensors)
+    functions = {name: namespace[name] for name in FUNCTIONS if callable(namespace.get(name))}
+    seeds = {name: int(seed) for name, seed in manifest["seeds"].items()}
+    outputs, errors = {}, {}
+    for call in CALLS:
+        needed = [n for n in (call.function, "flip_upside_down" if call.function == "visual_anagram" else None)
+                  if n is not None and n not in functions]
+        try:
+            if needed:
+                raise NameError(f"no function named {needed[0]} is defined (the notebook's cell that defines it "
+                                "must run before this one)")
+            values = run_call(call, functions, inputs, unet, scheduler, seeds[call.outputs[0]])
+            outputs.update({f"output/{name}": v for name, v in zip(call.outputs, values)})
+        except Exception as err:  # the student's code: record it and go on
+            errors.update({name: _error_text(err) for name in call.outputs})
+    device, dtype = unet.device.type, str(unet.dtype).replace("torch.", "")
+    art_manifest = dict(format=ARTIFACTS_FORMAT, version=VERSION, model=fingerprint, device=device, dtype=dtype,
+                        versions=versions(), seeds=seeds, inputs={k: tensor_sha256(v) for k, v in inputs.items()},
+                        errors=errors)
+    path = write_file(out_path, outputs, art_manifest)
+    print(f"Wrote {path}: {len(outputs)} results on {device} in {dtype}"
+          + (f"; {len(errors)} entries failed to run:" if errors else "."))
+    for name, text in errors.items():
+        print(f"  {name}: {text}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparing
+
+
+def _all_failed(names, tolerances: Mapping, message: str) -> list[EntryResult]:
+    return [EntryResult(n, False, None, dict(tolerances.get(n, {})), message) for n in names]
+
+
+def _whole_file_problem(manifest: dict, art: dict, art_path: Path) -> str | None:
+    """Why artifacts cannot be compared with this bundle at all, or ``None``."""
+    ref_model, their_model = manifest["model"], art.get("model")
+    if not isinstance(their_model, dict):
+        return f"Was {art_path.name} written by export_artifacts? It has no model description."
+    mismatch = model_mismatch(ref_model, their_model)
+    if mismatch is not None:
+        their_id = str(their_model.get("id"))[:80]
+        return (f"Were these artifacts made with the course's model? They were made with {their_id}, "
+                f"but the reference with {ref_model['id']} ({mismatch}): run the notebook with {ref_model['id']} "
+                "as stage 1 and export again.")
+    if art.get("inputs") != manifest["inputs"] or art.get("version") != manifest.get("version"):
+        return ("Were these artifacts made from the course's bundle? Their inputs differ from the reference's "
+                "(another bundle, or files changed since): export again with the bundle your instructors gave you.")
+    if art.get("seeds") != manifest["seeds"]:
+        return "Were these artifacts made with the bundle's seeds? They differ: export again without changing them."
+    return None
+
+
+def _compare_entry(name: str, expected: torch.Tensor, actual, art: dict, manifest: dict) -> EntryResult:
+    from autograder.compare import difference, format_index, tensor_problem
+
+    spec = manifest["entries"][name]
+    question = ENTRIES[name].question if name in ENTRIES else f"Does {name} match the reference?"
+    tol = looser(spec["tolerance"], entry_tolerance(spec["kind"], str(art.get("device", "cpu")),
+                                                    str(art.get("dtype", "float32"))))
+    where = f"(yours on {art.get('device')} in {art.get('dtype')}, the reference on {manifest['device']} in " \
+            f"{manifest['dtype']})"
+    errors = art.get("errors") if isinstance(art.get("errors"), dict) else {}
+    if name in errors:
+        hint = ""
+        if "generator" in str(errors[name]).lower():
+            hint = (" The export passes a CPU generator so that every device draws the same noise: do you draw with "
+                    "gaussian_noise(shape, generator, device, dtype), which draws on the generator's device?")
+        return EntryResult(name, False, None, tol, f"{question} Your {spec['function']} raised an error when the "
+                           f"artifacts were exported {where}: {str(errors[name])[:MAX_MESSAGE]}{hint}")
+    if actual is None:
+        return EntryResult(name, False, None, tol, f"{question} The artifacts hold no result for {name}: did "
+                           "export_artifacts run to the end with the notebook's functions defined?")
+    problem = tensor_problem(actual, expected, f"the result of {spec['function']}", check_dtype=False)
+    if problem is not None:
+        return EntryResult(name, False, None, tol, f"{question} {problem[:1].upper()}{problem[1:]} {where}.")
+    diff = difference(actual, expected, tol["rtol"], tol["atol"])
+    allowed = math.floor(tol["max_outside"] * diff.numel)
+    passed = diff.num_bad <= allowed
+    if passed:
+        message = f"{question} Yes: the largest difference is {diff.max_abs:.3g} {where}."
+    else:
+        share = f" (up to {allowed} may, for a loop)" if allowed else ""
+        message = (f"{question} {diff.num_bad} of {diff.numel} values differ by more than the tolerance{share}; the "
+                   f"largest difference is {diff.max_abs:.3g} at {format_index(diff.where)}: {diff.actual:.4g} "
+                   f"instead of {diff.expected:.4g} {where}.")
+    return EntryResult(name, passed, diff.max_abs, tol, message)
+
+
+def compare_artifacts(artifacts_path, bundle_path) -> list[EntryResult]:
+    """Judge a student's artifacts against the full reference bundle: one ``EntryResult`` per bundle entry.
+
+    Never raises for a bad artifacts file: a missing, damaged or foreign file, another model or other
+    inputs give every entry ``passed=False`` and a message. A bundle that cannot be read (the grader's
+    set-up) gives one failed result named "bundle".
+    """
+    try:
+        manifest, ref = read_file(bundle_path, FORMAT)
+        if manifest.get("inputs_only") or not any(k.startswith("output/") for k in ref):
+            raise ValueError(f"{Path(bundle_path).name} is the students' copy without reference outputs")
+        names = list(manifest["entries"])
+    except (ValueError, KeyError, TypeError) as err:
+        return [EntryResult("bundle", False, None, {}, f"Is the grader set up with the full reference bundle from "
+                            f"`course bundle`? It cannot be used: {err}.")]
+    tolerances = {n: manifest["entries"][n]["tolerance"] for n in names}
+    art_path = Path(artifacts_path)
+    if not art_path.is_file():
+        return _all_failed(names, tolerances, f"Did you submit the artifacts file? There is no {art_path.name}: run "
+                           "the notebook's last cell (export_artifacts) on the GPU and submit the file it writes.")
+    if art_path.stat().st_size > MAX_FILE_BYTES:
+        return _all_failed(names, tolerances, f"Is {art_path.name} the file export_artifacts wrote? It is "
+                           f"{art_path.stat().st_size / 2**20:.0f} MB, far larger than artifacts can be.")
+    try:
+        art, tensors = read_file(art_path, ARTIFACTS_FORMAT)
+    except ValueError as err:
+        return _all_failed(names, tolerances, f"Is {art_path.name} the file export_artifacts wrote? It cannot be "
+                           f"read: {err}. Run the notebook's last cell again and submit the new file.")
+    problem = _whole_file_problem(manifest, art, art_path)
+    if problem is not None:
+        return _all_failed(names, tolerances, problem)
+    return [_compare_entry(n, ref[f"output/{n}"], tensors.get(f"output/{n}"), art, manifest) for n in names]
