@@ -43,6 +43,8 @@ PARTS = ("partA", "partB")
 HIDDEN_SEED = 1  # the hidden tests' inputs: the public checks' logic with seed 1 (the notebook uses seed 0)
 SEMANTIC_POINTS = 2  # points of each semantic test
 HIDDEN_VISIBILITY = "after_due_date"  # Gradescope: shown once the due date has passed
+ARTIFACT_POINTS = 0.5  # points of each entry of a GPU artifacts file (evidence beside the CPU checks)
+ARTIFACTS_FILE = "partA_artifacts.safetensors"  # what the Part A notebook's last cell writes
 
 
 @dataclass
@@ -147,6 +149,47 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
             doc = (semantic[name].__doc__ or "semantic check").strip().splitlines()[0].rstrip(".").replace("``", "")
             tests.append(Test(f"{letter}{i}.{number}", f"{name}: {doc}", name, "semantic", SEMANTIC_POINTS))
     return tests
+
+
+def artifact_tests(part: str, first_number: int) -> list[Test]:
+    """One test per entry of a reference bundle (``course.bundle.ENTRIES``): Part A only."""
+    if part != "partA":
+        return []
+    from course.bundle import ENTRIES
+
+    return [Test(f"A{first_number}.{k}", f"{call.function}: your GPU artifact {name}", call.function, "artifacts",
+                 ARTIFACT_POINTS) for k, (name, call) in enumerate(ENTRIES.items(), start=1)]
+
+
+def artifact_outcomes(tests: list[Test], artifacts_path: Path, bundle) -> tuple[list["Outcome"], str]:
+    """Compare the submitted artifacts with the bundle (in the grader: it only reads files); a note for the
+    whole submission when the grader's own bundle is unusable."""
+    from autograder.artifacts import compare_artifacts
+
+    results = {r.name: r for r in compare_artifacts(artifacts_path, bundle)}
+    if "bundle" in results:
+        message = f"Not graded: the grader's reference bundle is unusable. {results['bundle'].message}"
+        return [Outcome(t, 0.0, "failed", message) for t in tests], message
+    outcomes = []
+    for test in tests:
+        entry = results.get(test.name.rsplit(" ", 1)[-1])
+        if entry is None:
+            outcomes.append(Outcome(test, 0.0, "failed", "This entry is missing from the reference bundle."))
+        else:
+            outcomes.append(Outcome(test, test.max_score if entry.passed else 0.0,
+                                    "passed" if entry.passed else "failed", entry.message or "✓ within tolerance"))
+    return outcomes, ""
+
+
+def find_artifacts(path: Path, notebook_path: Path | None) -> Path:
+    """The artifacts file of a submission: beside its notebook, else anywhere in the submitted folder."""
+    if notebook_path is not None and (notebook_path.parent / ARTIFACTS_FILE).is_file():
+        return notebook_path.parent / ARTIFACTS_FILE
+    if path.is_dir():
+        found = sorted(path.rglob(ARTIFACTS_FILE))
+        if found:
+            return found[0]
+    return (notebook_path.parent if notebook_path is not None else path) / ARTIFACTS_FILE
 
 
 def semantic_checks() -> dict:
@@ -300,9 +343,21 @@ def detect_part(nb, path: Path) -> str:
                           "(pass --part)")
 
 
+def all_tests(part: str, kinds, bundle) -> list[Test]:
+    """The sandbox tests of ``kinds``, then one test per bundle entry when a ``bundle`` is given (Part A)."""
+    tests = tests_for(load_assignment(part), kinds)
+    if bundle is not None:
+        tests += artifact_tests(part, len({t.target for t in tests}) + 1)
+    return tests
+
+
 def grade_submission(path: str | Path, part: str | None = None, limits: Limits | None = None,
-                     kinds=("public", "hidden", "semantic"), total_s: float = 900.0) -> Report:
-    """Grade one submission; never raises for anything the submission does."""
+                     kinds=("public", "hidden", "semantic"), total_s: float = 900.0, bundle=None) -> Report:
+    """Grade one submission; never raises for anything the submission does.
+
+    bundle: the full reference bundle of ``course bundle`` (Part A): the submission's artifacts file
+    (:data:`ARTIFACTS_FILE`, beside the notebook) is compared with it, one test per entry.
+    """
     begin = time.perf_counter()
     path = Path(path)
     seconds = {"startup": 0.0, "student": 0.0, "checks": 0.0, "tests": 0.0, "total": 0.0}
@@ -313,18 +368,20 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         assignment = load_assignment(part)
     except SubmissionError as err:
         seconds["total"] = time.perf_counter() - begin
-        tests = tests_for(load_assignment(part), kinds) if part in PARTS else []
+        tests = all_tests(part, kinds, bundle) if part in PARTS else []
         message = f"This submission could not be graded: {err}."
         outcomes = [Outcome(t, 0.0, "failed", message) for t in tests]
         return Report(str(path), part, outcomes, message, seconds)
-    tests = tests_for(assignment, kinds)
+    every = all_tests(part, kinds, bundle)
+    tests = [t for t in every if t.kind != "artifacts"]
     extracted = extract(nb, assignment.graded, assignment.allowed_imports, assignment.provided)
     outcomes: list[Outcome] = []
     notes = []
     sandbox = Sandbox(extracted.cells, assignment.preamble, limits)
     try:
         try:
-            sandbox.start()
+            if tests:
+                sandbox.start()
         except SandboxFailure as err:
             notes.append(f"Your code could not be started: {err}")
         seconds["startup"] = sandbox.startup_s
@@ -339,6 +396,11 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         printed = sandbox.output_tail(1500)
     finally:
         sandbox.close()
+    artifacts = [t for t in every if t.kind == "artifacts"]
+    if artifacts:
+        more, note = artifact_outcomes(artifacts, find_artifacts(path, notebook_path), bundle)
+        outcomes += more
+        notes += [note] if note else []
     seconds["startup"] = round(sandbox.startup_s, 2)  # processes started, cells loaded
     seconds["student"] = round(sandbox.student_s, 2)  # the student's code answering calls (with transfers)
     seconds["total"] = round(time.perf_counter() - begin, 2)
@@ -353,10 +415,11 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     return Report(str(path), part, outcomes, "\n".join(notes), seconds)
 
 
-def crashed_report(path: str | Path, part: str | None, message: str) -> Report:
+def crashed_report(path: str | Path, part: str | None, message: str, kinds=("public", "hidden", "semantic"),
+                   bundle=None) -> Report:
     """The report written when grading itself failed: every test scores 0 with the reason."""
     try:
-        tests = tests_for(load_assignment(part)) if part in PARTS else []
+        tests = all_tests(part, kinds, bundle) if part in PARTS else []
     except Exception:  # noqa: BLE001
         tests = []
     outcomes = [Outcome(t, 0.0, "failed", message) for t in tests]
@@ -428,20 +491,21 @@ def write_summary(reports: list[Report], path: str | Path) -> Path:
     return path
 
 
-def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds) -> Report:
+def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds, bundle=None) -> Report:
     """Grade one submission and write its files; a failure of the grader itself is written down too."""
     try:
-        report = grade_submission(path, part, limits, kinds)
+        report = grade_submission(path, part, limits, kinds, bundle=bundle)
     except Exception as err:  # noqa: BLE001 - the batch goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         report = crashed_report(path, part, f"The grader failed on this submission ({detail}); "
-                                            "tell the course staff.")
+                                            "tell the course staff.", kinds, bundle)
     write_report(report, out_dir)
     return report
 
 
 def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = None, jobs: int = 1,
-                limits: Limits | None = None, kinds=("public", "hidden", "semantic"), log=print) -> list[Report]:
+                limits: Limits | None = None, kinds=("public", "hidden", "semantic"), log=print,
+                bundle=None) -> list[Report]:
     """Grade ``paths`` into ``out/<submission>/`` (``jobs`` in parallel processes) and write ``out/summary.csv``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -456,20 +520,21 @@ def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = Non
     reports: list[Report | None] = [None] * len(paths)
     if jobs <= 1:
         for i, (path, folder) in enumerate(zip(paths, dirs)):
-            reports[i] = _grade_and_write(str(path), str(folder), part, limits, kinds)
+            reports[i] = _grade_and_write(str(path), str(folder), part, limits, kinds, bundle)
             log(f"{submission_name(path)}: {reports[i].score:g} / {reports[i].max_score:g}")
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_grade_and_write, str(p), str(d), part, limits, kinds): i
+            futures = {pool.submit(_grade_and_write, str(p), str(d), part, limits, kinds, bundle): i
                        for i, (p, d) in enumerate(zip(paths, dirs))}
             for future, i in futures.items():
                 try:
                     reports[i] = future.result()
                 except Exception as err:  # noqa: BLE001 - a worker that died: write its report here
-                    reports[i] = crashed_report(paths[i], part, f"The grader's worker failed ({type(err).__name__}).")
+                    reports[i] = crashed_report(paths[i], part, f"The grader's worker failed ({type(err).__name__}).",
+                                                kinds, bundle)
                     write_report(reports[i], dirs[i])
                 log(f"{submission_name(paths[i])}: {reports[i].score:g} / {reports[i].max_score:g}")
     write_summary(reports, out / "summary.csv")

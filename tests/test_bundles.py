@@ -280,3 +280,39 @@ def test_a_real_bfloat16_run_passes_against_the_float32_bundle(bundle, digit, tm
     results = compare_artifacts(path, bundle[0])
     assert failed_names(results) == set(), [r.message for r in results if not r.passed]
     assert all(r.max_error > 0 for r in results if r.name.startswith("one_step"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Through `course grade`: a bundle round trip (bundle → artifacts from the solution → grade)
+
+
+def test_course_grade_compares_the_submitted_artifacts_with_the_bundle(bundle, solution_artifacts, digit, tmp_path):
+    import shutil
+
+    from autograder.grade import ARTIFACTS_FILE, ARTIFACT_POINTS, grade_submission
+    from course.notebooks.build import REPO_ROOT
+
+    solution = REPO_ROOT / "solutions" / "partA" / "partA.ipynb"
+    good, wrong, none = (tmp_path / name for name in ("good", "wrong", "none"))
+    for folder in (good, wrong, none):
+        folder.mkdir()
+        shutil.copy(solution, folder / "partA.ipynb")
+    shutil.copy(solution_artifacts, good / ARTIFACTS_FILE)
+    namespace = notebook_namespace()
+    exec("def forward(x0, t, alphas_cumprod, noise=None, generator=None):\n"  # a missing square root
+         "    ab = alphas_cumprod[t]\n    return ab * x0 + (1 - ab) * noise\n", namespace)
+    export_artifacts(namespace, bundle[1], digit.unet, digit.scheduler, wrong / ARTIFACTS_FILE)
+
+    def graded(folder):  # artifacts only (no sandbox tests): a few seconds
+        report = grade_submission(folder, kinds=(), bundle=bundle[0])
+        assert [o.test.kind for o in report.outcomes] == ["artifacts"] * len(ENTRIES)
+        return report
+
+    report = graded(good)
+    assert report.score == report.max_score == ARTIFACT_POINTS * len(ENTRIES)
+    lost = {o.test.name.rsplit(" ", 1)[-1] for o in graded(wrong).outcomes if o.score == 0}
+    assert lost == {n for n in ENTRIES if n.startswith("forward/")} | LOOPS_CALLING_FORWARD
+    missing = graded(none)
+    assert missing.score == 0 and all("Did you submit the artifacts file?" in o.output for o in missing.outcomes)
+    students_copy = grade_submission(good, kinds=(), bundle=bundle[1])  # the grader given the wrong file
+    assert students_copy.score == 0 and "reference bundle is unusable" in students_copy.output

@@ -95,9 +95,11 @@ def test_every_name_a_cell_uses_is_defined_above_it():
             defined |= _bound_names(tree)
 
 
-def test_the_notebook_opens_with_its_title_and_ends_with_the_artifacts_placeholder():
+def test_the_notebook_opens_with_its_title_and_ends_with_the_artifacts_export():
     assert isinstance(partA.CELLS[0], Markdown) and partA.CELLS[0].text.startswith("# Part A")
-    assert isinstance(partA.CELLS[-1], Markdown) and "Artifacts for grading" in partA.CELLS[-1].text
+    assert isinstance(partA.CELLS[-2], Markdown) and "Artifacts for grading" in partA.CELLS[-2].text
+    last = partA.CELLS[-1]
+    assert not isinstance(last, Markdown) and "export_artifacts(globals()" in last.source
 
 
 def test_the_template_builds_into_a_notebook_with_one_answer_cell_per_function():

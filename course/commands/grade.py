@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--part", choices=("partA", "partB"), help="the assignment (default: told by the notebook)")
     parser.add_argument("--tests", default="public,hidden,semantic",
                         help="kinds of tests, comma-separated (default: public,hidden,semantic)")
+    parser.add_argument("--bundle", help="Part A: the full reference bundle of `course bundle`; each submission's "
+                        "partA_artifacts.safetensors (beside its notebook) is compared with it, one test per entry")
     parser.add_argument("--call-timeout", type=float, help="seconds one call of student code may take (default: 60)")
     parser.add_argument("--memory-mb", type=int, help="memory the student's code may add, in MB (default: 2048)")
     parser.set_defaults(func=run)
@@ -37,7 +39,8 @@ def run(args) -> int:
         limits.call_s = args.call_timeout
     if args.memory_mb:
         limits.memory_mb = args.memory_mb
-    reports = grade_batch(args.submissions, args.out, part=args.part, jobs=args.jobs, limits=limits, kinds=kinds)
+    reports = grade_batch(args.submissions, args.out, part=args.part, jobs=args.jobs, limits=limits, kinds=kinds,
+                          bundle=args.bundle)
     total = sum(r.score for r in reports)
     print(f"graded {len(reports)} submission(s) into {args.out} (summary.csv); total score {total:g}")
     return 0

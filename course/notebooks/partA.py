@@ -294,7 +294,28 @@ TEST_IMAGES = [
     '''),
 ]
 
-ARTIFACTS = [md("## Artifacts for grading on a GPU\n\n*Added in a later step.*")]
+ARTIFACTS = [
+    md("""
+    ## Artifacts for grading on a GPU
+
+    The graders run your functions on a CPU with small models. What they cannot rerun is your work with
+    DeepFloyd on a GPU, so this cell runs your functions once more on the course's fixed inputs (a few
+    seconds) and saves what they return. Download `partA_bundle_inputs.safetensors` for your `MODEL`
+    from the course page into this folder, run the cell, and submit `partA_artifacts.safetensors` with
+    the notebook. It holds no pictures of yours, only your functions' outputs on the course's inputs.
+    """),
+    code('''
+    from autograder.artifacts import export_artifacts
+
+    BUNDLE_FILE = "partA_bundle_inputs.safetensors"  # from your instructors, made for your MODEL
+    if Path(BUNDLE_FILE).is_file():
+        export_artifacts(globals(), BUNDLE_FILE, stage_1.unet, stage_1.scheduler, "partA_artifacts.safetensors")
+        print("Submit partA_artifacts.safetensors with this notebook.")
+    else:
+        print(f"No {BUNDLE_FILE} here: download it from the course page, run this cell again, and submit "
+              "partA_artifacts.safetensors.")
+    '''),
+]
 
 CELLS = [
     *SETUP, *PROVIDED, *PART0, *TEST_IMAGES, *FORWARD, *ONE_STEP, *ITERATIVE, *SAMPLING, *EDITING, *ANAGRAM,
