@@ -128,7 +128,11 @@ def test_the_solution_passes_every_entry(bundle, solution_artifacts):
     results = compare_artifacts(solution_artifacts, bundle[0])
     assert [r.name for r in results] == list(ENTRIES)
     assert failed_names(results) == set(), [r.message for r in results if not r.passed]
-    assert all(r.max_error == 0.0 and r.message.startswith("Does") for r in results)
+    # same code on the same CPU: equal up to float32 rounding, which loops amplify (the bundle and the export
+    # may run on other thread counts); far inside the tolerances
+    bound = {"formula": 1e-5, "unet": 1e-4, "loop": 1e-3}  # CFG multiplies differences by γ = 7
+    assert all(r.max_error <= bound[ENTRIES[r.name].kind] and r.message.startswith("Does") for r in results), \
+        [(r.name, r.max_error) for r in results if r.max_error > bound[ENTRIES[r.name].kind]]
 
 
 def test_a_wrong_forward_fails_forward_and_the_loops_that_call_it(bundle, digit, tmp_path):
