@@ -55,13 +55,19 @@ SEED = int(os.environ.get("FWD_SEED", "0"))  # seeds the weights, the data order
 DDPM_SECTION = True  # False skips training the optional DDPM models (their checks still run)
 ''', tags=("parameters",)),
     Code('''
-# Colab setup: install the course package (does nothing outside Colab).
+# Colab setup: install the course package (does nothing outside Colab, or when it is installed already).
+import importlib.util
 import subprocess
 import sys
 
-PACKAGE = "fun-with-diffusion"  # pip requirement of the course package (your course may give a URL)
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+# The course package's pip source, as your instructors give it, e.g. a wheel you uploaded or
+# "fun-with-diffusion @ git+https://github.com/ORG/fun-with-diffusion" (the same as in Part A).
+PACKAGE_SOURCE = os.environ.get("FWD_PACKAGE_SOURCE", "")
+if "google.colab" in sys.modules and importlib.util.find_spec("reference") is None:
+    if not PACKAGE_SOURCE:
+        raise ValueError("The course package is not installed: set PACKAGE_SOURCE to its pip source "
+                         "(a wheel file or a git URL from your instructors) and run this cell again.")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE_SOURCE], check=True)
 '''),
     Code('''
 import dataclasses
