@@ -133,17 +133,24 @@ def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | N
     return None
 
 
-def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]:
-    """The import lines of the assignment's own (non-answer, non-test) code cells, and the
-    ``(module, name)`` pairs they import from ``reference`` — the helpers students may use."""
-    lines, allowed = [], set()
-    for cell in trusted_notebook.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or meta.get("solution") or meta.get("grade"):
+def code_cells(notebook):
+    """(nbgrader metadata, parsed tree or None on a syntax error) of each code cell, in order."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
             continue
         try:
             tree = ast.parse(cell.source)
         except SyntaxError:
+            tree = None
+        yield cell.get("metadata", {}).get("nbgrader", {}), tree
+
+
+def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]:
+    """The import lines of the assignment's own (non-answer, non-test) code cells, and the
+    ``(module, name)`` pairs they import from ``reference`` — the helpers students may use."""
+    lines, allowed = [], set()
+    for meta, tree in code_cells(trusted_notebook):
+        if meta.get("solution") or meta.get("grade") or tree is None:
             continue
         for node in tree.body:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FORBIDDEN_PACKAGES:
@@ -159,23 +166,19 @@ def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]
 
 def provided_definitions(trusted_notebook, graded: list[str]) -> dict[str, list[str]]:
     """Definitions the assignment itself makes from students' functions, such as
-    ``flip_view = (flip_upside_down, flip_upside_down)``: assignments without any call, in the trusted
-    notebook's code cells, keyed by the graded name whose cell they follow."""
+    ``flip_view = (flip_upside_down, flip_upside_down)``: assignments without any call whose names are all
+    graded names, in the trusted notebook's code cells, keyed by the graded name whose cell they follow."""
     provided: dict[str, list[str]] = {}
     last = None
-    for cell in trusted_notebook.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or meta.get("grade"):
-            continue
+    for meta, tree in code_cells(trusted_notebook):
         if meta.get("solution"):
             last = meta.get("grade_id") if meta.get("grade_id") in graded else last
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
+        if meta.get("solution") or meta.get("grade") or tree is None:
             continue
         for node in tree.body:
-            if isinstance(node, ast.Assign) and last and not any(isinstance(n, ast.Call) for n in ast.walk(node.value)):
+            names = [n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)] if isinstance(node, ast.Assign) else []
+            calls = any(isinstance(n, ast.Call) for n in ast.walk(node.value)) if isinstance(node, ast.Assign) else True
+            if last and names and not calls and set(names) <= set(graded):  # built from students' functions only
                 provided.setdefault(last, []).append(ast.unparse(node))
     return provided
 
