@@ -39,7 +39,7 @@ import itertools
 
 import torch
 
-from autograder.compare import assert_true, one_thread, passed, quiet, tensor_problem
+from autograder.compare import assert_true, passed, public_check, quiet, tensor_problem
 from reference import denoise as ref
 from reference import illusions as ref_illusions
 from reference.digit_model import DIGIT_PROMPTS
@@ -172,24 +172,13 @@ def checked_sample(result, function: str) -> torch.Tensor:
     return result.detach().to("cpu", torch.float32)
 
 
-def semantic_check(check):
-    """Decorator for ``check_<name>(student_fn, *, seed=0)``: quiet and on one CPU thread, like ``public_check``."""
-
-    @functools.wraps(check)
-    def run(student_fn, *, seed: int = 0) -> None:
-        with quiet(), one_thread():
-            check(student_fn, seed=seed)
-
-    return run
-
-
 def _case(table: tuple, seed: int) -> tuple:
     if not table:
         raise RuntimeError("The semantic checks' case tables are empty: run python -m autograder.semantic.")
     return table[seed % len(table)]
 
 
-@semantic_check
+@public_check
 def check_cfg_draws_digit(iterative_denoise_cfg, *, seed: int = 0) -> None:
     """Two CFG samples of a digit prompt from pure noise (34 strided steps, γ = 7) must read as that digit."""
     digit, noise_seed = _case(CFG_CASES, seed)
@@ -202,7 +191,7 @@ def check_cfg_draws_digit(iterative_denoise_cfg, *, seed: int = 0) -> None:
     passed(f"iterative_denoise_cfg: samples of '{DIGIT_PROMPTS[digit]}' read as {as_words(found)}")
 
 
-@semantic_check
+@public_check
 def check_anagram_reads(visual_anagram, *, seed: int = 0) -> None:
     """Two upside-down anagrams: upright they must read as prompt 1's digit, flipped as prompt 2's."""
     upright, flipped, noise_seed = _case(ANAGRAM_CASES, seed)
@@ -217,7 +206,7 @@ def check_anagram_reads(visual_anagram, *, seed: int = 0) -> None:
     passed(f"visual_anagram: upright reads {as_words(up)}, flipped reads {as_words(down)}")
 
 
-@semantic_check
+@public_check
 def check_hybrid_reads(make_hybrids, *, seed: int = 0) -> None:
     """Two hybrids of two digit prompts: blurred (``lowpass``) they must read as the low-pass prompt's digit."""
     low, high, noise_seed = _case(HYBRID_CASES, seed)
