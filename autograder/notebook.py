@@ -80,9 +80,43 @@ def read_notebook(path: Path):
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise SubmissionError(f"{path.name} is JSON but not a Jupyter notebook: it has no list of cells")
     try:
-        return nbformat.reads(json.dumps(data), as_version=4)
+        nb = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as err:  # noqa: BLE001 - nbformat raises several kinds
         raise SubmissionError(f"{path.name} could not be read as a notebook ({type(err).__name__}: {err})") from None
+    for cell in nb.cells:  # metadata of the wrong type affects only its cell: it is dropped
+        if not isinstance(cell.get("metadata"), dict):
+            cell["metadata"] = nbformat.NotebookNode()
+        if "nbgrader" in cell.metadata and not isinstance(cell.metadata["nbgrader"], dict):
+            del cell.metadata["nbgrader"]
+        if not isinstance(cell.get("source"), str):
+            cell["source"] = ""
+    return nb
+
+
+PARSE_ERRORS = (SyntaxError, ValueError, MemoryError, RecursionError)  # a cell Python cannot parse
+
+
+def parse(source: str):
+    """The syntax tree of a cell, or the exception that says why it has none (a syntax error, a null
+    byte, an expression nested so deeply that the parser gives up)."""
+    try:
+        return ast.parse(source), None
+    except PARSE_ERRORS as err:
+        return None, err
+
+
+def parse_problem(name: str, err: BaseException) -> str:
+    if isinstance(err, SyntaxError):
+        return f"the cell that defines {name} has a syntax error on line {err.lineno}: {err.msg}"
+    return (f"the cell that defines {name} cannot be parsed ({type(err).__name__}: nested too deeply or not "
+            "valid source)")
+
+
+def nbgrader_metadata(cell) -> dict:
+    """A cell's nbgrader metadata (empty when missing or not a mapping)."""
+    metadata = cell.get("metadata")
+    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def defined_names(tree: ast.Module) -> list[str]:
@@ -138,11 +172,7 @@ def code_cells(notebook):
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            tree = None
-        yield cell.get("metadata", {}).get("nbgrader", {}), tree
+        yield nbgrader_metadata(cell), parse(cell.source)[0]
 
 
 def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]:
@@ -197,7 +227,7 @@ def global_names_used(source: str) -> set[str]:
 
     try:
         walk(symtable.symtable(source, "<cell>", "exec"))
-    except SyntaxError:
+    except PARSE_ERRORS:
         pass
     return used
 
@@ -229,13 +259,10 @@ def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code" or not isinstance(cell.get("source"), str):
             continue
-        grade_id = str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
+        grade_id = str(nbgrader_metadata(cell).get("grade_id", ""))
         if grade_id.startswith("test_"):
             continue  # the assignment's check cells: not the student's code
-        try:
-            parsed.append((index, grade_id, cell.source, ast.parse(cell.source), None))
-        except SyntaxError as err:
-            parsed.append((index, grade_id, cell.source, None, err))
+        parsed.append((index, grade_id, cell.source, *parse(cell.source)))
 
     found, problems, answers = {}, {}, {}
     for index, grade_id, source, tree, err in parsed:
@@ -244,8 +271,7 @@ def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
             names += [grade_id] if grade_id in graded and grade_id not in names else []
             for name in names:
                 found[name] = grade_id or f"cell {index + 1}"
-                problems[name] = (f"the cell that defines {name} has a syntax error on line {err.lineno}: "
-                                  f"{err.msg}")
+                problems[name] = parse_problem(name, err)
             continue
         names = [n for n in defined_names(tree) if n in graded]
         if not names and grade_id not in graded:
@@ -261,7 +287,8 @@ def extract(nb, graded: list[str], allowed_imports: set[tuple[str, str]],
         answers[index] = Cell(label=label, source=kept_source(source, tree), names=names)
 
     helpers = {}  # index → the helper definitions taken from a cell that is not an answer cell
-    defined = set().union(*(defined_names(ast.parse(c.source)) for c in answers.values())) if answers else set()
+    defined = set().union(*(defined_names(parse(c.source)[0] or ast.Module(body=[], type_ignores=[]))
+                            for c in answers.values())) if answers else set()
     wanted = set().union(*(global_names_used(c.source) for c in answers.values())) - defined if answers else set()
     while wanted:
         new = set()
