@@ -16,6 +16,7 @@ read in one process. Generators come back in the state the student's code left t
 from __future__ import annotations
 
 import inspect
+import time
 from collections import OrderedDict
 
 import torch
@@ -45,10 +46,44 @@ def _records_calls(module: nn.Module) -> bool:
     return bool(module._forward_pre_hooks or module._forward_hooks or hasattr(module, "calls"))
 
 
-def _replay(module: nn.Module, records: list[dict], final_training: bool) -> None:
+MAX_REPLAYED_CALLS = 4096  # recorded model calls replayed after one call of the student's code
+MAX_REPLAYED_MB = 256  # megabytes of tensors those calls may refer to (a tensor counts once per reference)
+MAX_REPLAY_S = 300.0  # seconds the grader spends replaying them
+
+
+def _tensor_bytes(node, tensors: dict, depth: int = 0) -> int:
+    """Bytes of the tensors a wire node refers to, each reference counted (what replaying it costs)."""
+    if depth > 32 or not isinstance(node, (dict, list)):
+        return 0
+    if isinstance(node, list):
+        return sum(_tensor_bytes(n, tensors, depth + 1) for n in node)
+    key = node.get("tensor")
+    if isinstance(key, str) and len(node) <= 2:
+        t = tensors.get(key)
+        return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+    return sum(_tensor_bytes(n, tensors, depth + 1) for n in node.values())
+
+
+def check_replay_budget(calls, tensors: dict) -> None:
+    """Refuse recorded calls that would cost the grader more than the caps above to replay."""
+    if not isinstance(calls, dict) or not all(isinstance(r, list) for r in calls.values()):
+        raise SandboxFailure("the student's process sent recorded calls the grader cannot read")
+    count = sum(len(records) for records in calls.values())
+    if count > MAX_REPLAYED_CALLS:
+        raise SandboxFailure(f"your code called the models it was given {count} times; the grader replays at most "
+                             f"{MAX_REPLAYED_CALLS}")
+    size = sum(_tensor_bytes(r, tensors) for records in calls.values() for r in records)
+    if size > MAX_REPLAYED_MB * 2**20:
+        raise SandboxFailure(f"your code's calls of the models it was given carry {size / 2**20:.0f} MB of tensors; "
+                             f"the grader replays at most {MAX_REPLAYED_MB} MB")
+
+
+def _replay(module: nn.Module, records: list[dict], final_training: bool, deadline: float) -> None:
     """Call ``module`` as the student's code called its twin, so that hooks and recorders see the same inputs."""
     with torch.no_grad():
         for record in records:
+            if time.monotonic() > deadline:
+                raise SandboxFailure(f"replaying your code's model calls took longer than {MAX_REPLAY_S:g} s")
             module.train(record["training"])
             module(*record["args"], **record["kwargs"])
     module.train(final_training)
@@ -74,13 +109,17 @@ def _call(channel, message: dict, args: tuple, kwargs: dict):
         cls = StudentNotImplemented if kind == "NotImplementedError" else StudentError
         raise cls(kind, text, [str(line) for line in lines][:40])
     decoder = Decoder(tensors, allow_objects=False)
+    calls = reply.get("calls") or {}
+    check_replay_budget(calls, tensors)
+    deadline = time.monotonic() + MAX_REPLAY_S
     try:
         result = decoder.decode(reply["result"])
-        for module_id, records in (reply.get("calls") or {}).items():
+        for module_id, records in calls.items():
             module = encoder.sent_modules[module_id]
-            decoded = [dict(args=decoder.decode(r["args"]), kwargs=decoder.decode(r["kwargs"]),
-                            training=bool(r["training"])) for r in records]
-            _replay(module, decoded, bool(reply.get("training", {}).get(module_id, module.training)))
+            for r in records:  # one record at a time: the decoded tensors of all records never coexist
+                _replay(module, [dict(args=decoder.decode(r["args"]), kwargs=decoder.decode(r["kwargs"]),
+                                      training=bool(r["training"]))], module.training, deadline)
+            module.train(bool(reply.get("training", {}).get(module_id, module.training)))
         for key, state_key in (reply.get("generators") or {}).items():
             encoder.generators[key].set_state(decoder.tensor(state_key).to(torch.uint8))
     except (KeyError, TypeError, WireError, RuntimeError) as err:
