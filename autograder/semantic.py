@@ -40,9 +40,12 @@ import itertools
 import torch
 
 from autograder.compare import assert_true, passed, public_check, quiet, tensor_problem
+from fwd_kit.checks.fixtures import IDENTITY
 from reference import denoise as ref
 from reference import illusions as ref_illusions
 from reference.digit_model import DIGIT_PROMPTS
+
+FLIP_VIEW = (functools.partial(torch.flip, dims=[2]),) * 2  # upside down, as data the student's process can rebuild
 
 SCALE = 7.0  # the course's guidance scale
 SAMPLES = 2  # pictures judged per check, in one batch
@@ -65,7 +68,12 @@ HYBRID_CASES = ((1, 4, 10), (0, 6, 1), (1, 0, 10), (0, 7, 1), (0, 6, 10), (0, 7,
 
 @functools.lru_cache(maxsize=1)
 def _digit_model():
-    from reference.loading import DIGIT_EMBEDS, DIGIT_MODEL, load_prompt_embeds, load_stage1
+    from reference.loading import (
+        DIGIT_EMBEDS,
+        DIGIT_MODEL,
+        load_prompt_embeds,
+        load_stage1,
+    )
 
     with quiet(), torch.random.fork_rng(devices=[]):  # building the UNet draws initial weights
         pipe = load_stage1(DIGIT_MODEL, device="cpu", dtype=torch.float32)
@@ -131,7 +139,7 @@ def run_anagram(visual_anagram, upright: int, flipped: int, noise_seed: int, jit
     """``visual_anagram`` with ``flip_view`` from pure noise: prompt 1 upright, prompt 2 upside down."""
     xt, g = start(noise_seed)
     return visual_anagram(digit_unet(), digit_scheduler(), _jittered(xt, jitter), 0, embeds_of(upright),
-                          embeds_of(flipped), embeds_of(None), ref.strided_timesteps(), view=ref_illusions.flip_view,
+                          embeds_of(flipped), embeds_of(None), ref.strided_timesteps(), view=FLIP_VIEW,
                           scale=SCALE, generator=g)
 
 
@@ -253,7 +261,7 @@ def cfg_two_calls(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_emb
 
 
 def anagram_two_calls(unet, scheduler, xt, i_start, prompt_embeds_1, prompt_embeds_2, uncond_prompt_embeds,
-                      timesteps, view=ref_illusions.flip_view, scale=7.0, generator=None, variance="both"):
+                      timesteps, view=FLIP_VIEW, scale=7.0, generator=None, variance="both"):
     """The anagram with one CFG call per branch; variance of the upright branch, the viewed one or their mean."""
     view_fn, inverse_fn = view
 
@@ -295,7 +303,7 @@ def _anagram_swapped(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, **
 
 def _anagram_not_undone(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view, **kwargs):
     return ref_illusions.visual_anagram(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps,
-                                        view=(view[0], ref_illusions.identity), **kwargs)
+                                        view=(view[0], IDENTITY), **kwargs)
 
 
 def _hybrids_unconditional(unet, scheduler, xt, i_start, low, high, uncond, timesteps, **kwargs):

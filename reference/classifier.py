@@ -21,8 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from fwd_kit.validate import check_image
 from reference import data as digits
-from reference.checks import check_image
 
 WEIGHTS_PATH = Path(__file__).with_name("classifier_weights.safetensors")
 CACHE_PATH = Path.home() / ".cache" / "fun-with-diffusion" / "classifier_weights.safetensors"

@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference.checks import check_tensor
+from fwd_kit.schedules import _schedule64  # noqa: F401 - re-exported
+from fwd_kit.validate import check_tensor
 from reference.flow_matching import drop_classes, one_hot
 from reference.unet import ClassConditionalUNet, device_and_dtype, eval_mode
 
@@ -40,18 +41,6 @@ def ddpm_schedule(beta1: float = 1e-4, beta2: float = 0.02, num_ts: int = 300) -
     return dict(betas=betas, alphas=alphas, alpha_bars=alpha_bars)
 
 
-def _schedule64(schedule: dict, num_ts: int) -> dict:
-    """The schedule recomputed from its betas in float64 on the CPU, checking it has T = num_ts steps.
-
-    float64 keeps 1 − ᾱ_t accurate near t = 1 (in float32, 1 − ᾱ_1 = β_1 = 1e-4 is off by ~6e-4
-    relative); the samplers read its entries as Python floats, the losses move √ᾱ_t tables to the device.
-    """
-    if len(schedule["betas"]) != num_ts:
-        raise ValueError(f"the schedule has {len(schedule['betas'])} steps but num_ts is {num_ts}: build it "
-                         f"with ddpm_schedule(..., num_ts={num_ts}).")
-    betas = torch.as_tensor(schedule["betas"]).detach().to("cpu", torch.float64)
-    alphas = 1 - betas
-    return dict(betas=betas, alphas=alphas, alpha_bars=torch.cumprod(alphas, dim=0))
 
 
 def ddpm_forward(unet: nn.Module, schedule: dict, x0: torch.Tensor, num_ts: int = 300, generator=None):

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference.checks import check_image, check_same_shape, check_tensor
-from reference.unet import device_and_dtype, eval_mode
+from fwd_kit.nets import denoise  # noqa: F401 - re-exported
+from fwd_kit.validate import check_image, check_same_shape, check_tensor
+from reference.unet import device_and_dtype
 
 
 def add_noise(x: torch.Tensor, sigma, noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
@@ -62,15 +63,6 @@ def pure_noise_loss(unet: nn.Module, x: torch.Tensor, generator=None) -> torch.T
     return F.mse_loss(unet(eps), x)
 
 
-def denoise(unet: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """D_θ(z) in eval mode (BatchNorm running statistics) without gradients; restores the mode after.
-
-    z: (N, 1, 28, 28) noisy digits (any device; moved to the UNet's). Returns (N, 1, 28, 28).
-    """
-    check_tensor(z, "z")
-    device, dtype = device_and_dtype(unet)
-    with eval_mode(unet), torch.no_grad():
-        return unet(z.to(device, dtype))
 
 
 def mean_image(data, batch_size: int = 1024) -> torch.Tensor:

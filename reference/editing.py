@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from reference.checks import check_i_start, check_image, check_timesteps
+from fwd_kit.sampling import SDEDIT_I_STARTS  # noqa: F401 - re-exported
+from fwd_kit.validate import check_i_start, check_image, check_mask, check_timesteps
 from reference.denoise import (
     cfg_noise,
     denoise_step,
@@ -18,8 +19,6 @@ from reference.denoise import (
     iterative_denoise_cfg,
     set_strided_timesteps,
 )
-
-SDEDIT_I_STARTS = (1, 3, 5, 7, 10, 20)  # the course's noise levels: t = 960, 900, 840, 780, 690, 390
 
 
 def sdedit(unet, scheduler, x_orig, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0,
@@ -49,19 +48,6 @@ def sdedit_sweep(unet, scheduler, x_orig, prompt_embeds, uncond_prompt_embeds, t
     ]
 
 
-def check_mask(mask, image) -> None:
-    """``mask`` must be a (1 or B, 1 or 3, H, W) tensor of zeros and ones matching ``image`` (B, 3, H, W)."""
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"mask must be a torch.Tensor, but got {type(mask).__name__}.")
-    batch, channels, height, width = image.shape
-    if mask.ndim != 4 or mask.shape[0] not in (1, batch) or mask.shape[1] not in (1, channels) \
-            or tuple(mask.shape[2:]) != (height, width):
-        raise ValueError(
-            f"mask must have shape (1 or {batch}, 1 or {channels}, {height}, {width}) to match the image, "
-            f"but has shape {tuple(mask.shape)}."
-        )
-    if not ((mask == 0) | (mask == 1)).all():
-        raise ValueError("mask must hold only 0 (keep the original) and 1 (regenerate), but has other values.")
 
 
 def inpaint(unet, scheduler, x_orig, mask, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0,

@@ -13,8 +13,13 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.functional as TF
 
-from reference.checks import check_embeds, check_i_start, check_image, check_timesteps
-from reference.denoise import cfg_noise, denoise_step, predict_noise, set_strided_timesteps
+from fwd_kit.validate import check_embeds, check_i_start, check_image, check_timesteps
+from reference.denoise import (
+    cfg_noise,
+    denoise_step,
+    predict_noise,
+    set_strided_timesteps,
+)
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:

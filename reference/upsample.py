@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reference.checks import check_embeds, check_image
+from fwd_kit.validate import check_embeds, check_image
 
 
 def _randn(shape, generator, device, dtype) -> torch.Tensor:

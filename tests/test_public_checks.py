@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from autograder import public
+from fwd_kit import expected
 from reference import ddpm as DD
 from reference import denoise as D
 from reference import denoiser as DN
@@ -24,6 +25,17 @@ from reference import illusions as I
 from reference import unet as U
 
 MODULES = (D, E, I, U, DN, FM, DD)
+
+
+@pytest.fixture(autouse=True)
+def as_in_the_kit(request):
+    """Checks at seed 0 run as in the student kit: on the expectations stored in the kit, never on the
+    reference; the hidden seeds (tests named ``..._seed...``) run live, as in the grader."""
+    if "seed" in request.node.name:
+        yield
+    else:
+        with expected.forced("replay"):
+            yield
 
 
 def reference_object(name: str):

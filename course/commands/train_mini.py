@@ -23,7 +23,8 @@ def run(args) -> int:
         tqdm.write(line)
 
     config = DigitModelConfig()
-    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    knobs = ("steps", "seed", "threads", "lr", "warmup_steps", "ema_decay", "batch_size", "init_from")
+    changes = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     config = replace(config, **changes)
     out = Path(args.out)
     if (out / "model_index.json").exists() and not args.resume and not args.force:
@@ -52,6 +53,11 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: DigitModelConfig.seed)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: DigitModelConfig.threads)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DigitModelConfig.lr)")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: DigitModelConfig.warmup_steps)")
+    parser.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the saved weights (default: DigitModelConfig.ema_decay)")
+    parser.add_argument("--batch-size", type=int, default=None, help="digits per step (default: DigitModelConfig.batch_size)")
+    parser.add_argument("--init-from", default=None, help="start from this saved digit model's weights (warm start)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")

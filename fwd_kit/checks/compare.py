@@ -1,0 +1,295 @@
+"""Comparison helpers shared by the public checks and the autograder: tolerances, errors and messages.
+
+A check compares what a student's code returned (``actual``) with what the reference returned on the
+same inputs and randomness (``expected``). The helpers here measure the difference (largest error, where
+it is, how many elements are out of tolerance, NaNs) and turn it into a sentence; the ``assert_*``
+helpers raise ``AssertionError`` whose message starts with the check's question ("Does forward scale
+the image by sqrt(ᾱ_t)?") followed by what was measured. Messages give summary numbers and positions,
+never whole tensors.
+
+Tolerances depend on dtype: a comparison uses the coarsest dtype involved (fp16 GPU results against
+fp32 CPU references are judged at fp16 precision). ``loose=True`` widens them for results of sampling
+loops, where rounding accumulates and batched and separate UNet calls differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import io
+import logging
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+# (rtol, atol) per dtype: |actual − expected| ≤ atol + rtol·|expected|, with atol scaled by the
+# reference's largest magnitude (so a picture in [-1, 1] and a loss of 1e-3 are judged alike).
+TOLERANCES = {
+    torch.float64: (1e-7, 1e-9),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (1e-2, 1e-3),
+    torch.bfloat16: (3e-2, 1e-2),
+}
+LOOSE_FACTOR = 30  # loops: a few UNet calls, guidance scales of 5–7 and batched vs separate calls
+
+AXIS_NAMES = {4: ("image", "channel", "row", "column"), 3: ("item", "row", "column"), 2: ("row", "column")}
+
+
+def tolerance(*dtypes: torch.dtype, loose: bool = False) -> tuple[float, float]:
+    """(rtol, atol) for comparing tensors of ``dtypes``: the coarsest of them (float32 for others)."""
+    pairs = [TOLERANCES.get(d, TOLERANCES[torch.float32]) for d in dtypes] or [TOLERANCES[torch.float32]]
+    rtol, atol = max(p[0] for p in pairs), max(p[1] for p in pairs)
+    return (rtol * LOOSE_FACTOR, atol * LOOSE_FACTOR) if loose else (rtol, atol)
+
+
+def describe(x) -> str:
+    """A short description of a value: ``tensor (2, 3, 32, 32) float32 on cpu``, or its type."""
+    if isinstance(x, torch.Tensor):
+        return f"tensor {tuple(x.shape)} {str(x.dtype).replace('torch.', '')} on {x.device}"
+    return type(x).__name__
+
+
+def format_index(where: tuple[int, ...]) -> str:
+    """An index as words: ``image 0, channel 1, row 3, column 7`` for 4-D tensors, else ``index (…)``."""
+    names = AXIS_NAMES.get(len(where))
+    if names is None:
+        return f"index {tuple(where)}" if where else "the single value"
+    return ", ".join(f"{n} {i}" for n, i in zip(names, where))
+
+
+def nonfinite(x: torch.Tensor) -> str | None:
+    """``None`` if every value of ``x`` is finite, else a sentence: how many NaN/inf and where the first is."""
+    bad = ~torch.isfinite(x.detach())
+    if not bad.any():
+        return None
+    n_nan = int(torch.isnan(x.detach()).sum())
+    n_inf = int(bad.sum()) - n_nan
+    first = tuple(int(i) for i in bad.nonzero()[0]) if x.ndim else ()
+    parts = [f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else ""]
+    return f"it holds {' and '.join(p for p in parts if p)} value(s), the first at {format_index(first)}"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How far ``actual`` is from ``expected``, elementwise (computed in float64 on the CPU)."""
+
+    max_abs: float  # largest |actual − expected|
+    where: tuple[int, ...]  # index of that element
+    actual: float  # the student's value there
+    expected: float  # the reference's value there
+    num_bad: int  # elements outside the tolerance
+    numel: int
+    scale: float  # largest |expected|, which scales atol
+
+    @property
+    def ok(self) -> bool:
+        return self.num_bad == 0
+
+    def sentence(self) -> str:
+        """``the largest difference is 0.41 (at image 0, channel 1, row 3, column 7: 0.12 instead of 0.53)``."""
+        if self.ok:
+            return f"the largest difference is {self.max_abs:.3g}, within tolerance"
+        share = f"{self.num_bad} of {self.numel} values differ" if self.numel > 1 else "the value differs"
+        return (f"{share}; the largest difference is {self.max_abs:.3g} (at {format_index(self.where)}: "
+                f"{self.actual:.4g} instead of {self.expected:.4g})")
+
+
+def difference(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> Difference:
+    """Elementwise comparison of two same-shape tensors; ``atol`` is relative to max |expected| (≥ 1e-3)."""
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    scale = float(e.abs().max()) if e.numel() else 0.0
+    err = (a - e).abs()
+    bad = err > atol * max(scale, 1e-3) + rtol * e.abs()
+    bad |= torch.isnan(a) != torch.isnan(e)
+    if err.numel() == 0:
+        return Difference(0.0, (), 0.0, 0.0, 0, 0, scale)
+    flat = int(torch.nan_to_num(err, nan=math.inf).argmax())
+    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)) if err.ndim else ()
+    return Difference(float(err.flatten()[flat]), where, float(a.flatten()[flat]), float(e.flatten()[flat]),
+                      int(bad.sum()), err.numel(), scale)
+
+
+def tensor_problem(value, expected: torch.Tensor, name: str = "the result", check_dtype: bool = True) -> str | None:
+    """What is wrong with ``value`` before values are compared (type, shape, dtype, NaN), or ``None``."""
+    if not isinstance(value, torch.Tensor):
+        return f"{name} should be a torch.Tensor like {describe(expected)}, but is a {describe(value)}"
+    if tuple(value.shape) != tuple(expected.shape):
+        return f"{name} has shape {tuple(value.shape)}, but should have shape {tuple(expected.shape)}"
+    if check_dtype and value.dtype != expected.dtype:
+        return (f"{name} has dtype {str(value.dtype).replace('torch.', '')}, but should keep "
+                f"{str(expected.dtype).replace('torch.', '')} (follow the input's or the model's dtype)")
+    bad = nonfinite(value)
+    if bad is not None and nonfinite(expected) is None:
+        return f"{name} is not finite: {bad}"
+    return None
+
+
+def close(actual, expected: torch.Tensor, rtol: float | None = None, atol: float | None = None,
+          loose: bool = False) -> bool:
+    """Whether ``actual`` is a tensor of ``expected``'s shape with values within tolerance (dtype ignored)."""
+    if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(expected.shape):
+        return False
+    d_rtol, d_atol = tolerance(actual.dtype, expected.dtype, loose=loose)
+    return difference(actual, expected, d_rtol if rtol is None else rtol, d_atol if atol is None else atol).ok
+
+
+_EVIDENCE: contextvars.ContextVar[list | None] = contextvars.ContextVar("fwd_evidence", default=None)
+
+
+@contextlib.contextmanager
+def collecting_evidence():
+    """Inside, each failed :func:`assert_close` also appends ``(name, actual, expected)`` to the yielded list:
+    the grader shows them as pictures on the feedback page. The checks behave the same without it."""
+    box: list = []
+    token = _EVIDENCE.set(box)
+    try:
+        yield box
+    finally:
+        _EVIDENCE.reset(token)
+
+
+def _keep_evidence(name: str, actual, expected) -> None:
+    box = _EVIDENCE.get()
+    if box is not None:
+        box.append((name, actual, expected))
+
+
+def assert_close(actual, expected: torch.Tensor, question: str, name: str = "the result",
+                 rtol: float | None = None, atol: float | None = None, loose: bool = False,
+                 check_dtype: bool = True, context: str = "") -> None:
+    """Raise ``AssertionError("<question> <Context>. <What differs>.")`` unless ``actual`` matches ``expected``.
+
+    ``context`` says on which input (``at t=500``); ``name`` what is compared (``x_t``). Tolerances
+    default to :func:`tolerance` of both dtypes.
+    """
+    lead = f"{question} {capitalized(context)}. " if context else f"{question} "
+    problem = tensor_problem(actual, expected, name, check_dtype)
+    if problem is not None:
+        _keep_evidence(name, actual, expected)
+        raise AssertionError(f"{lead}{capitalized(problem)}.")
+    d_rtol, d_atol = tolerance(actual.dtype, expected.dtype, loose=loose)
+    diff = difference(actual, expected, d_rtol if rtol is None else rtol, d_atol if atol is None else atol)
+    if not diff.ok:
+        _keep_evidence(name, actual, expected)
+        raise AssertionError(f"{lead}In {name}, {diff.sentence()}.")
+
+
+def capitalized(text: str) -> str:
+    """``text`` with its first letter upper-case (the rest untouched: ``x_t`` stays ``x_t`` after it)."""
+    return text[:1].upper() + text[1:]
+
+
+def assert_true(condition: bool, question: str, detail: str = "") -> None:
+    """Raise ``AssertionError("<question> <detail>")`` unless ``condition``."""
+    if not condition:
+        raise AssertionError(f"{question} {capitalized(detail)}".strip())
+
+
+def fit_coefficients(y: torch.Tensor, *bases: torch.Tensor) -> list[float]:
+    """Least-squares coefficients c with y ≈ Σ c_i·bases[i] (float64): what a wrong formula actually did.
+
+    E.g. ``fit_coefficients(xt, x0, noise)`` → [0.19, 0.98] tells that x_t ≈ 0.19·x0 + 0.98·ε.
+    """
+    A = torch.stack([b.detach().to("cpu", torch.float64).flatten() for b in bases], dim=1)
+    target = y.detach().to("cpu", torch.float64).flatten().unsqueeze(1)
+    return [float(c) for c in torch.linalg.lstsq(A, target).solution.flatten()]
+
+
+def linear_form(actual, bases: dict) -> str:
+    """``, your result ≈ 1.43·x_t − 1.02·ε̂`` when ``actual`` is (nearly) a linear mix of ``bases``, else ``""``."""
+    ref_tensor = next(iter(bases.values()))
+    if tensor_problem(actual, ref_tensor, check_dtype=False) is not None:
+        return ""
+    coeffs = fit_coefficients(actual, *bases.values())
+    fitted = sum(c * b.double() for c, b in zip(coeffs, bases.values()))
+    if float((actual.double() - fitted).abs().max()) > 1e-3 * max(float(actual.abs().max()), 1.0):
+        return ""
+    terms = " ".join(f"{'−' if c < 0 else '+'} {abs(c):.3g}·{n}" for c, n in zip(coeffs, bases))
+    return f", your result ≈ {terms.lstrip('+ ')}"
+
+
+def fmt(values, digits: int = 3) -> str:
+    """Numbers for a message: ``0.194, 0.981`` (a list) or ``0.194`` (one)."""
+    if isinstance(values, (list, tuple)):
+        return ", ".join(f"{v:.{digits}g}" for v in values)
+    return f"{values:.{digits}g}"
+
+
+_LIBRARY_LOGGERS = ("diffusers", "transformers", "torch", "torchvision")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Nothing reaches stderr inside: warnings ignored, library loggers at ERROR, ``sys.stderr`` swallowed.
+
+    nbgrader gives a graded cell 0 points when anything is printed to stderr, so every check runs the
+    student's code and the reference inside this. Everything is restored on exit; exceptions pass through.
+    """
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        verbosity = _set_hf_verbosity_error()
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+            _restore_hf_verbosity(verbosity)
+
+
+def _set_hf_verbosity_error() -> dict:
+    """Set diffusers' and transformers' own verbosity to ERROR if they are imported; returns the old levels."""
+    old = {}
+    for name in ("diffusers", "transformers"):
+        if name in sys.modules:
+            hf_logging = sys.modules.get(f"{name}.utils.logging")
+            if hf_logging is not None:
+                old[name] = hf_logging.get_verbosity()
+                hf_logging.set_verbosity_error()
+    return old
+
+
+def _restore_hf_verbosity(old: dict) -> None:
+    for name, level in old.items():
+        sys.modules[f"{name}.utils.logging"].set_verbosity(level)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside (restored on exit): for the checks' tiny models one thread is
+    faster than several, and it does not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def public_check(check):
+    """Decorator for ``check_<name>(student_obj, *, seed=0)``: runs it :func:`quiet` and on :func:`one_thread`.
+
+    ``seed`` 0 gives the inputs the notebooks show; another seed the same check on other inputs (hidden runs).
+    """
+
+    @functools.wraps(check)
+    def run(student_obj, *, seed: int = 0) -> None:
+        from fwd_kit.expected import running
+
+        with running(check.__name__, seed), quiet(), one_thread():
+            check(student_obj, seed=seed)
+
+    return run
+
+
+def passed(message: str) -> None:
+    """Print the one success line of a check on stdout: ``✓ forward: shape, scaling and noise look right``."""
+    print(f"\u2713 {message}")

@@ -1,0 +1,363 @@
+"""Public checks for Part A, run in the notebook right after each function a student writes.
+
+Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_start`` indexes the
+strided list ``timesteps`` (it is not a timestep).
+
+``check_<name>(student_fn)`` calls the student's function with the reference signature on small seeded
+inputs — (2, 3, 32, 32) images, random prompt embeddings and a tiny random IF stage-1 UNet built in
+memory from ``reference.tiny`` (CPU, float32, the same on Colab and on a laptop) — and compares with the
+reference run on the same inputs and the same generator. It prints one line when all is well and
+raises ``AssertionError`` with a question when not; a stub's ``NotImplementedError`` passes through
+unchanged, and nothing reaches stderr. The tiny UNet draws noise, not pictures: these checks test the
+mechanics; the autograder's hidden checks test more.
+
+Loops start at ``i_start = 30`` of the usual 34-step list (3 UNet steps) to stay fast. The illusions'
+checks are in :mod:`autograder.public_a_illusions`.
+
+Every check takes a keyword ``seed``: 0 (the default) runs the inputs the notebooks show; another seed
+runs the same logic on other pictures, noise, embeddings and generator seeds, and on other timesteps, a
+strided list with another stride (still 3 loop steps) and another guidance scale — the autograder's
+hidden runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fwd_kit.checks.compare import (
+    assert_close,
+    assert_true,
+    close,
+    describe,
+    linear_form,
+    passed,
+    public_check,
+    tensor_problem,
+)
+from fwd_kit.checks.fixtures import (
+    BATCH,
+    SIZE,
+    UNetCalls,
+    derived_seed,
+    generator,
+    parameter_rng,
+    recording,
+    tiny_scheduler,
+    tiny_unet,
+)
+from fwd_kit.checks.fixtures import picture_inputs as inputs
+from fwd_kit.expected import alternatives_wanted, reference
+
+ref = reference("denoise")  # the instructors' reference: live where installed, else stored values
+ref_editing = reference("editing")
+
+I_START = 30  # loops run t = 90 → 60 → 30 → 0 of strided_timesteps()
+SCALE = 5.0  # guidance scale of the checks (not the default 7, to catch a hard-coded γ)
+LOOP_STEPS = 3  # UNet steps of every loop check, at every seed
+HIDDEN_SCALES = (3.0, 4.0, 4.5, 5.5, 6.0, 8.0, 9.0)  # γ at seed ≠ 0: never 1 (unguided) nor the default 7
+HIDDEN_STRIDES = (20, 25, 33, 40, 45, 50, 60)  # strides of the loops' lists at seed ≠ 0 (990 = 33·30)
+
+
+def timestep_pair(name: str, seed: int, public: tuple[int, int], noisy: range, clean: range) -> tuple[int, int]:
+    """Two timesteps (noisy, nearly clean) for check ``name``: ``public`` at seed 0, else drawn from the ranges."""
+    if seed == 0:
+        return public
+    rng = parameter_rng(name, seed)
+    return rng.choice(noisy), rng.choice(clean)
+
+
+def guidance_scale(name: str, seed: int) -> float:
+    """γ of check ``name``: SCALE at seed 0, else one of HIDDEN_SCALES (a hard-coded γ shows either way)."""
+    return SCALE if seed == 0 else parameter_rng(f"{name}/scale", seed).choice(HIDDEN_SCALES)
+
+
+def loop_timesteps(name: str, seed: int) -> tuple[list[int], int]:
+    """(timesteps, i_start) of a loop check: strided_timesteps() and I_START at seed 0 (t = 90 → 60 → 30 → 0);
+    else a strided list with another stride (start = the largest multiple below 1000), i_start LOOP_STEPS
+    entries before its end. Either way the loop makes LOOP_STEPS UNet steps, down to t = 0."""
+    if seed == 0:
+        return ref.strided_timesteps(), I_START
+    stride = parameter_rng(f"{name}/timesteps", seed).choice(HIDDEN_STRIDES)
+    timesteps = ref.strided_timesteps(start=999 // stride * stride, stride=stride)
+    return timesteps, len(timesteps) - 1 - LOOP_STEPS
+
+
+def check_loop(name: str, calls: UNetCalls, actual, expected, expected_ts: list[int], question: str,
+               hypotheses=()) -> None:
+    """A sampling loop's result: UNet called at the right timesteps, known mistakes named, then values."""
+    assert_true(
+        calls.timesteps == expected_ts,
+        f"Does {name} take one step per timestep, from timesteps[i_start] down to timesteps[-2], calling the "
+        f"UNet at the current t?",
+        f"The UNet was called at t = {calls.timesteps}, but should see t = {expected_ts}.",
+    )
+    if not close(actual, expected, loose=True):
+        for message, alternative in hypotheses:
+            if close(actual, alternative, loose=True):
+                raise AssertionError(message)
+    assert_close(actual, expected, question, name=f"the image {name} returned", loose=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Forward process and one-step denoising
+
+
+@public_check
+def check_forward(forward, *, seed: int = 0) -> None:
+    """x_t on given noise at two timesteps; fresh noise with a generator: N(0, I) and reproducible."""
+    inp, alphas_cumprod = inputs(seed), tiny_scheduler().alphas_cumprod
+    timesteps = timestep_pair("forward", seed, (500, 30), range(400, 950), range(10, 200))
+    question = ("Does forward compute x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with ᾱ_t = alphas_cumprod[t] "
+                "(it scales the image as well as adding noise)?")
+    for t in timesteps:
+        expected = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        actual = forward(inp["x0"].clone(), t, alphas_cumprod, noise=inp["noise"].clone())
+        hint = linear_form(actual, {"x0": inp["x0"], "ε": inp["noise"]})
+        assert_close(actual, expected, question, name="x_t", context=f"At t={t} with the noise given{hint}")
+    t = timesteps[0]
+    alpha_bar, generator_seed = float(alphas_cumprod[t]), derived_seed(seed, 7)
+    first = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
+    again = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
+    problem = tensor_problem(first, inp["x0"], "x_t")
+    assert_true(problem is None, "When noise is None, does forward return x_t of x0's shape and dtype?", f"{problem}.")
+    implied = (first.double() - alpha_bar**0.5 * inp["x0"].double()) / (1 - alpha_bar) ** 0.5
+    mean, std = float(implied.mean()), float(implied.std())
+    assert_true(abs(mean) < 0.1 and abs(std - 1) < 0.1,
+                "When noise is None, does forward draw ε ~ N(0, I) (torch.randn, not torch.rand)?",
+                f"At t={t} the implied noise (x_t − sqrt(ᾱ_t)·x0)/sqrt(1 − ᾱ_t) has mean {mean:.3g} and std {std:.3g}.")
+    assert_true(close(again, first), "When noise is None, does forward draw ε with the generator it is given "
+                "(torch.randn(..., generator=generator)), so that the same seed gives the same x_t?",
+                "Two calls with generators seeded alike gave different results.")
+    passed("forward: x_t matches on given noise; fresh noise looks like N(0, I) and follows the generator")
+
+
+@public_check
+def check_estimate_x0(estimate_x0, *, seed: int = 0) -> None:
+    """x̂0 from x_t and a noise estimate at two timesteps, compared with the reference."""
+    inp, alphas_cumprod = inputs(seed), tiny_scheduler().alphas_cumprod
+    timesteps = timestep_pair("estimate_x0", seed, (500, 30), range(400, 950), range(10, 200))
+    eps = 0.8 * inp["noise"] + 0.2 * inp["x0"]  # a noise estimate that is not the true noise
+    question = "Does estimate_x0 invert the forward process: x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?"
+    for t in timesteps:
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        expected = ref.estimate_x0(xt, eps, t, alphas_cumprod)
+        actual = estimate_x0(xt.clone(), eps.clone(), t, alphas_cumprod)
+        hint = linear_form(actual, {"x_t": xt, "ε̂": eps})
+        assert_close(actual, expected, question, name="x̂0", context=f"At t={t}{hint}")
+    passed(f"estimate_x0: x̂0 matches the reference at t = {timesteps[0]} and t = {timesteps[1]}")
+
+
+@public_check
+def check_one_step_denoise(one_step_denoise, *, seed: int = 0) -> None:
+    """x̂0 from one UNet call on the tiny model, at two timesteps."""
+    inp, alphas_cumprod, unet, reference_unet = inputs(seed), tiny_scheduler().alphas_cumprod, tiny_unet(), tiny_unet()
+    timesteps = timestep_pair("one_step_denoise", seed, (750, 250), range(500, 950), range(50, 500))
+    for t in timesteps:
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        actual = one_step_denoise(unet, xt.clone(), t, inp["cond"].clone(), alphas_cumprod)
+        expected = ref.one_step_denoise(reference_unet, xt, t, inp["cond"], alphas_cumprod)
+        _, variance = ref.predict_noise(reference_unet, xt, t, inp["cond"])
+        if close(actual, ref.estimate_x0(xt, variance, t, alphas_cumprod)):
+            raise AssertionError("Do you take ε̂ from the UNet's first 3 output channels? Your x̂0 was "
+                                 "computed from the last 3, which hold the predicted variance.")
+        assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
+                     "and return x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?", name="x̂0", context=f"At t={t}")
+    passed(f"one_step_denoise: x̂0 matches the reference on a tiny UNet at t = {timesteps[0]} and t = {timesteps[1]}")
+
+
+@public_check
+def check_strided_timesteps(strided_timesteps, *, seed: int = 0) -> None:
+    """The default list and two other (start, stride) pairs, compared as lists of ints."""
+    cases = ({}, {"start": 90, "stride": 30}, {"start": 100, "stride": 20})
+    if seed:
+        rng = parameter_rng("strided_timesteps", seed)
+        strides = rng.sample([5, 10, 15, 20, 25, 40, 45, 50, 60, 75], 2)
+        cases = ({},) + tuple({"start": s * rng.randint(2, 999 // s), "stride": s} for s in strides)
+    for kwargs in cases:
+        expected = ref.strided_timesteps(**kwargs)
+        result = strided_timesteps(**kwargs)
+        try:
+            actual = [int(t) for t in (result.tolist() if hasattr(result, "tolist") else result)]
+        except (TypeError, ValueError):
+            raise AssertionError(f"Does strided_timesteps return a list of integer timesteps? It returned a "
+                                 f"{describe(result)}.") from None
+        call = f"strided_timesteps({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        shown = actual if len(actual) <= 8 else actual[:3] + ["…"] + actual[-3:]
+        assert_true(actual == expected, "Does strided_timesteps list start, start − stride, …, down to and including "
+                    "0, noisiest first?", f"It returned {len(actual)} timesteps for {call}: "
+                    f"[{', '.join(str(t) for t in shown)}].")
+    passed("strided_timesteps: 990, 960, …, 30, 0 and other strides are right")
+
+
+@public_check
+def check_denoise_step_mean(denoise_step_mean, *, seed: int = 0) -> None:
+    """The A.3 mean for three (t, t′) pairs; a wrong formula is shown as its coefficients of x̂0 and x_t."""
+    inp, alphas_cumprod = inputs(seed), tiny_scheduler().alphas_cumprod
+    pairs = ((990, 960), (300, 270), (30, 0))
+    if seed:  # a noisy, a middle and a last step (to t′ = 0), each with its own stride
+        rng = parameter_rng("denoise_step_mean", seed)
+        noisy, middle, last = rng.randrange(900, 1000), rng.randrange(150, 700), rng.randrange(10, 80)
+        pairs = ((noisy, noisy - rng.randrange(10, 80)), (middle, middle - rng.randrange(10, 80)), (last, 0))
+    x0_hat = 0.9 * inp["x0"] + 0.1 * torch.roll(inp["noise"], 1, dims=3)  # an imperfect clean estimate
+    question = ("Does denoise_step_mean use the strided α_t = ᾱ_t/ᾱ_{t′} and β_t = 1 − α_t (not the scheduler's "
+                "one-step values) in x_{t′} = sqrt(ᾱ_{t′})·β_t/(1 − ᾱ_t)·x̂0 + sqrt(α_t)·(1 − ᾱ_{t′})/(1 − ᾱ_t)·x_t?")
+    for t, t_prev in pairs:
+        xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+        expected = ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod)
+        actual = denoise_step_mean(xt.clone(), x0_hat.clone(), t, t_prev, alphas_cumprod)
+        hint = linear_form(actual, {"x̂0": x0_hat, "x_t": xt})
+        assert_close(actual, expected, question, name="the mean", context=f"From t={t} to t′={t_prev}{hint}")
+    shown = ", ".join(f"({t}→{t_prev})" for t, t_prev in pairs)
+    passed(f"denoise_step_mean: the strided update's mean matches for {shown}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sampling loops and classifier-free guidance
+
+
+def loop_setup(name: str, seed: int = 0, fixed_variance: bool = False):
+    """Seeded inputs, the strided list and i_start (:func:`loop_timesteps`), x_t at timesteps[i_start], a fresh
+    tiny UNet and a scheduler factory: ``inp, timesteps, i_start, xt, unet, scheduler``.
+
+    The student's function gets this UNet; the reference gets another copy (``tiny_unet()``), so that
+    whatever the student's code does to its model cannot change the reference's result.
+    """
+    inp, (timesteps, i_start) = inputs(seed), loop_timesteps(name, seed)
+    alphas_cumprod = tiny_scheduler().alphas_cumprod
+    xt = ref.forward(inp["x0"], timesteps[i_start], alphas_cumprod, noise=inp["noise"])
+    return inp, timesteps, i_start, xt, tiny_unet(), lambda: tiny_scheduler(fixed_variance)
+
+
+@public_check
+def check_iterative_denoise(iterative_denoise, *, seed: int = 0) -> None:
+    """Three strided steps from i_start = 30 on the tiny UNet, same generator as the reference."""
+    inp, timesteps, i_start, xt, unet, scheduler = loop_setup("iterative_denoise", seed)
+    generator_seed = derived_seed(seed)
+    with recording(unet, UNetCalls()) as calls:
+        actual = iterative_denoise(unet, scheduler(), xt.clone(), i_start, inp["cond"].clone(), list(timesteps),
+                                   generator=generator(generator_seed))
+    expected = ref.iterative_denoise(tiny_unet(), scheduler(), xt, i_start, inp["cond"], timesteps,
+                                     generator=generator(generator_seed))
+    check_loop("iterative_denoise", calls, actual, expected, timesteps[i_start:-1],
+               "Does each step go x_t → ε̂ and variance (UNet) → x̂0 → mean of x_{t′} (A.3) → add_variance(..., "
+               "generator=generator), and does the loop return the last x_{t′}?")
+    passed("iterative_denoise: 3 strided steps match the reference on a tiny UNet")
+
+
+@public_check
+def check_cfg_noise(cfg_noise, *, seed: int = 0) -> None:
+    """The guided estimate and the conditional variance at t = 500, γ = 5."""
+    inp, alphas_cumprod, unet, reference_unet = inputs(seed), tiny_scheduler().alphas_cumprod, tiny_unet(), tiny_unet()
+    t = 500 if seed == 0 else parameter_rng("cfg_noise", seed).randrange(100, 950)
+    scale = guidance_scale("cfg_noise", seed)
+    xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
+    result = cfg_noise(unet, xt.clone(), t, inp["cond"].clone(), inp["uncond"].clone(), scale=scale)
+    expected_eps, expected_var = ref.cfg_noise(reference_unet, xt, t, inp["cond"], inp["uncond"], scale=scale)
+    eps_u, var_u = ref.predict_noise(reference_unet, xt, t, inp["uncond"])
+    eps_c, _ = ref.predict_noise(reference_unet, xt, t, inp["cond"])
+    assert_true(isinstance(result, (tuple, list)) and len(result) == 2,
+                "Does cfg_noise return a pair (guided noise estimate, predicted variance)?",
+                f"It returned a {describe(result)}.")
+    eps, variance = result
+    hint = linear_form(eps, {"ε_u": eps_u, "ε_c": eps_c})
+    assert_close(eps, expected_eps, "Does cfg_noise combine the estimates as ε_u + γ·(ε_c − ε_u), with ε_u from "
+                 "the unconditional embeddings and ε_c from the prompt?", name="the guided estimate",
+                 context=f"With γ={scale:g}{hint}")
+    if close(variance, var_u) and not close(var_u, expected_var):
+        raise AssertionError("Is the variance you return the conditional branch's (prompt_embeds)? "
+                             "Yours is the unconditional branch's.")
+    assert_close(variance, expected_var, "Does cfg_noise return the predicted variance (the UNet's last 3 "
+                 "channels) of the conditional branch?", name="the variance")
+    passed("cfg_noise: the guided estimate and the conditional variance match the reference")
+
+
+@public_check
+def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None:
+    """Three CFG steps from i_start = 30 at γ = 5; a wrongly guided loop is named."""
+    inp, timesteps, i_start, xt, unet, scheduler = loop_setup("iterative_denoise_cfg", seed)
+    scale, generator_seed = guidance_scale("iterative_denoise_cfg", seed), derived_seed(seed)
+    with recording(unet, UNetCalls()) as calls:
+        actual = iterative_denoise_cfg(unet, scheduler(), xt.clone(), i_start, inp["cond"].clone(),
+                                       inp["uncond"].clone(), list(timesteps), scale=scale,
+                                       generator=generator(generator_seed))
+    reference_unet, args = tiny_unet(), (inp["cond"], inp["uncond"], timesteps)
+
+    def reference(guidance):
+        return ref.iterative_denoise_cfg(reference_unet, scheduler(), xt, i_start, *args, scale=guidance,
+                                         generator=generator(generator_seed))
+
+    expected = reference(scale)
+    hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else [
+        ("Is γ applied to (ε_c − ε_u) and added to the unconditional estimate ε_u? Your loop matches guidance "
+         "that starts from the conditional one.", reference(1 - scale)),
+        ("Does your loop use the guidance scale it is given? It matches the unguided conditional loop (γ = 1).",
+         reference(1.0)),
+    ]
+    check_loop("iterative_denoise_cfg", calls, actual, expected, timesteps[i_start:-1],
+               "Does each step use the CFG estimate ε_u + γ·(ε_c − ε_u), the conditional branch's variance, then "
+               "x̂0 → mean (A.3) → add_variance with the generator?", hypotheses)
+    passed("iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Editing: SDEdit and inpainting
+
+
+@public_check
+def check_sdedit(sdedit, *, seed: int = 0) -> None:
+    """Noise x_orig to timesteps[30] with the generator's first draw, then 3 CFG steps."""
+    inp, timesteps, i_start, _, unet, scheduler = loop_setup("sdedit", seed)
+    alphas_cumprod = tiny_scheduler().alphas_cumprod
+    scale, generator_seed = guidance_scale("sdedit", seed), derived_seed(seed)
+    with recording(unet, UNetCalls()) as calls:
+        actual = sdedit(unet, scheduler(), inp["x0"].clone(), i_start, inp["cond"].clone(), inp["uncond"].clone(),
+                        list(timesteps), scale=scale, generator=generator(generator_seed))
+    expected = ref_editing.sdedit(tiny_unet(), scheduler(), inp["x0"], i_start, inp["cond"], inp["uncond"],
+                                  timesteps, scale=scale, generator=generator(generator_seed))
+    start = ref.forward(inp["x0"], timesteps[i_start], alphas_cumprod, generator=generator(generator_seed))
+    seen = calls.first_sample
+    assert_true(seen is not None and seen.shape[1:] == start.shape[1:] and close(seen[:BATCH], start),
+                "Does sdedit first noise x_orig to t = timesteps[i_start] with forward(..., generator=generator) "
+                "(the generator's first draw) and start denoising from that?",
+                f"With i_start={i_start}, the UNet's first input was not x_orig noised to t={timesteps[i_start]}.")
+    check_loop("sdedit", calls, actual, expected, timesteps[i_start:-1],
+               "Does sdedit continue with iterative_denoise_cfg from i_start, with the same prompts, scale and "
+               "generator?")
+    passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet")
+
+
+def inpaint_mask(seed: int) -> torch.Tensor:
+    """The inpainting mask (1, 1, SIZE, SIZE), 1 = regenerate, 0 = keep: rows 8–23, columns 6–19 at seed 0,
+    another rectangle of 8–16 by 8–16 pixels otherwise."""
+    mask = torch.zeros((1, 1, SIZE, SIZE))
+    if seed == 0:
+        mask[:, :, 8:24, 6:20] = 1
+        return mask
+    rng = parameter_rng("inpaint", seed)
+    height, width = rng.randint(8, 16), rng.randint(8, 16)
+    top, left = rng.randint(0, SIZE - height), rng.randint(0, SIZE - width)
+    mask[:, :, top:top + height, left:left + width] = 1
+    return mask
+
+
+@public_check
+def check_inpaint(inpaint, *, seed: int = 0) -> None:
+    """Three RePaint steps (t = 90 → 0) from the generator's noise: the known pixels stay, the rest matches."""
+    inp, timesteps, i_start, _, unet, scheduler = loop_setup("inpaint", seed)
+    timesteps = timesteps[i_start:]  # inpaint runs the whole list it is given: [90, 60, 30, 0] at seed 0
+    mask, scale, generator_seed = inpaint_mask(seed), guidance_scale("inpaint", seed), derived_seed(seed)
+    with recording(unet, UNetCalls()) as calls:
+        actual = inpaint(unet, scheduler(), inp["x0"].clone(), mask.clone(), inp["cond"].clone(),
+                         inp["uncond"].clone(), list(timesteps), scale=scale, generator=generator(generator_seed))
+    expected = ref_editing.inpaint(tiny_unet(), scheduler(), inp["x0"], mask, inp["cond"], inp["uncond"], timesteps,
+                                   scale=scale, generator=generator(generator_seed))
+    problem = tensor_problem(actual, expected, "the inpainted image")
+    assert_true(problem is None, "Does inpaint return an image of x_orig's shape and dtype?", f"{problem}.")
+    outside = ((actual.double() - inp["x0"].double()).abs() * (1 - mask)).max()
+    assert_true(float(outside) < 0.1, "Does inpaint keep the original where mask = 0, i.e. after each step "
+                "x_t ← m·x_t + (1 − m)·forward(x_orig, t′)?",
+                f"Outside the mask the result differs from x_orig by up to {float(outside):.3g}.")
+    check_loop("inpaint", calls, actual, expected, timesteps[:-1],
+               "Does inpaint start from the generator's noise, and after each guided update x_t → x_{t′} replace "
+               "the kept pixels by forward(x_orig, t′, generator=generator) (update noise first, then forward's)?")
+    passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet")

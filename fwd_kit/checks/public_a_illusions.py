@@ -1,0 +1,203 @@
+"""Public checks for Part A's illusions: the views, visual anagrams, low/high-pass filters and hybrid images.
+
+Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_start`` indexes the
+strided list. Same fixtures and rules as :mod:`autograder.public_a`. The anagram and hybrid checks use
+a scheduler with a fixed variance (``fixed_large_log``), so whichever branch's predicted variance a
+student adds — the course leaves it open — gives the same result. With a ``seed`` ≠ 0 the checks run
+on other batches, pictures, embeddings, generator seeds, strided lists, guidance scales and filters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fwd_kit.checks.compare import assert_close, close, passed, public_check
+from fwd_kit.checks.fixtures import (
+    IDENTITY,
+    ROLL_VIEW,
+    TRANSPOSE_VIEW,
+    UNetCalls,
+    derived_seed,
+    generator,
+    parameter_rng,
+    recording,
+    tiny_unet,
+)
+from fwd_kit.checks.public_a import check_loop, guidance_scale, loop_setup
+from fwd_kit.expected import alternatives_wanted, reference
+
+ref_illusions = reference("illusions")  # the instructors' reference: live where installed, else stored values
+
+
+def _view_candidates(x: torch.Tensor) -> dict:
+    return {
+        "an upside-down flip (rows reversed)": torch.flip(x, dims=[2]),
+        "a left-right mirror (columns reversed)": torch.flip(x, dims=[3]),
+        "a 180° rotation": torch.flip(x, dims=[2, 3]),
+        "a counter-clockwise quarter-turn": torch.rot90(x, 1, dims=(2, 3)),
+        "a clockwise quarter-turn": torch.rot90(x, -1, dims=(2, 3)),
+        "a transpose (rows and columns swapped)": x.transpose(2, 3),
+        "the unchanged image": x,
+        "1 − x": 1 - x,
+        "−x": -x,
+        "a flip of the batch axis": torch.flip(x, dims=[0]),
+        "a flip of the channel axis": torch.flip(x, dims=[1]),
+    }
+
+
+def view_input(name: str, seed: int) -> torch.Tensor:
+    """A batch in [-1, 1] whose values all differ: a ramp (2, 3, 6, 6) at seed 0, else uniform values in a
+    batch of 2–3 square images of side 5–8."""
+    if seed == 0:
+        return torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) / 107.5 - 1
+    rng = parameter_rng(name, seed)
+    batch, side = rng.randint(2, 3), rng.randint(5, 8)
+    return torch.rand((batch, 3, side, side), generator=generator(derived_seed(seed, 11))) * 2 - 1
+
+
+def _check_view(name: str, student, reference, what: str, seed: int) -> None:
+    x = view_input(name, seed)
+    actual = student(x.clone())
+    expected = reference(x)
+    if not close(actual, expected):
+        for label, candidate in _view_candidates(x).items():
+            if close(actual, candidate):
+                raise AssertionError(f"Does {name} {what} on a batch (B, C, H, W)? Your result is {label}.")
+    assert_close(actual, expected, f"Does {name} {what} on a batch (B, C, H, W)?", name="the view")
+    passed(f"{name}: right on a {tuple(x.shape)} batch")
+
+
+@public_check
+def check_flip_upside_down(flip_upside_down, *, seed: int = 0) -> None:
+    _check_view("flip_upside_down", flip_upside_down, ref_illusions.flip_upside_down,
+                "turn the image upside down (along the height axis)", seed)
+
+
+@public_check
+def check_rot90_ccw(rot90_ccw, *, seed: int = 0) -> None:
+    _check_view("rot90_ccw", rot90_ccw, ref_illusions.rot90_ccw, "rotate the image a quarter-turn counter-clockwise",
+                seed)
+
+
+@public_check
+def check_rot90_cw(rot90_cw, *, seed: int = 0) -> None:
+    _check_view("rot90_cw", rot90_cw, ref_illusions.rot90_cw,
+                "rotate the image a quarter-turn clockwise (undoing rot90_ccw)", seed)
+
+
+@public_check
+def check_negate(negate, *, seed: int = 0) -> None:
+    _check_view("negate", negate, ref_illusions.negate, "invert the colours of a [-1, 1] image", seed)
+
+
+@public_check
+def check_visual_anagram(visual_anagram, *, seed: int = 0) -> None:
+    """Three anagram steps with a transpose view and a horizontal-roll view (fixed-variance scheduler); these
+    views are not among the ones students write, so a mistake in flip_upside_down is not charged here."""
+    inp, timesteps, i_start, xt, unet, scheduler = loop_setup("visual_anagram", seed, fixed_variance=True)
+    p1, p2, uncond = inp["cond"], inp["cond2"], inp["uncond"]
+    scale, generator_seed, reference_unet = guidance_scale("visual_anagram", seed), derived_seed(seed), tiny_unet()
+
+    def reference(view, first=p1, second=p2):
+        return ref_illusions.visual_anagram(reference_unet, scheduler(), xt, i_start, first, second, uncond,
+                                            timesteps, view=view, scale=scale, generator=generator(generator_seed))
+
+    for view_name, view in (("a transpose view", TRANSPOSE_VIEW), ("a horizontal-roll view", ROLL_VIEW)):
+        with recording(unet, UNetCalls()) as calls:
+            actual = visual_anagram(unet, scheduler(), xt.clone(), i_start, p1.clone(), p2.clone(), uncond.clone(),
+                                    list(timesteps), view=view, scale=scale, generator=generator(generator_seed))
+        expected = reference(view)
+        hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else [
+            ("Do you map the second prompt's estimate back with the view's inverse before averaging? Your "
+             f"result with {view_name} matches averaging it without undoing the view.",
+             reference((view[0], IDENTITY))),
+            ("Do you undo the view with its inverse (view[1]) rather than applying the view again? Your result "
+             f"with {view_name} matches applying it twice.", reference((view[0], view[0]))),
+            ("Is prompt_embeds_1 used on the upright image and prompt_embeds_2 on the viewed one? Your result "
+             "matches the prompts swapped.", reference(view, p2, p1)),
+        ]
+        check_loop("visual_anagram", calls, actual, expected, timesteps[i_start:-1],
+                   f"Does each step average the upright CFG estimate (prompt 1) with inverse(CFG estimate of view(x_t) "
+                   f"with prompt 2), then take the strided update with the generator? (checked with {view_name})",
+                   hypotheses)
+    passed("visual_anagram: 3 steps match the reference with a transpose view and a horizontal-roll view")
+
+
+def filter_case(name: str, seed: int) -> tuple[torch.Tensor, dict]:
+    """Noise on a ramp, (2, 3, S, S) with S = 48 at seed 0 (40–56 otherwise), and the non-default filter
+    arguments: kernel_size 9, sigma 1.5 at seed 0, else an odd kernel of 5–21 and σ in [0.7, 3.5]."""
+    side, kwargs = 48, {"kernel_size": 9, "sigma": 1.5}
+    if seed:
+        rng = parameter_rng(name, seed)
+        side, kwargs = rng.choice((40, 44, 52, 56)), {"kernel_size": rng.randrange(5, 23, 2),
+                                                      "sigma": round(rng.uniform(0.7, 3.5), 2)}
+    x = torch.randn((2, 3, side, side), generator=generator(derived_seed(seed, 3))) * 0.5 + torch.linspace(-1, 1, side)
+    return x, kwargs
+
+
+def _check_filter(name: str, student, reference, question: str, hypotheses, seed: int) -> None:
+    x, other = filter_case(name, seed)
+    for kwargs in ({}, other):
+        call = f"{name}(x{''.join(f', {k}={v}' for k, v in kwargs.items())})"
+        actual = student(x.clone(), **kwargs)
+        expected = reference(x, **kwargs)
+        alternatives = hypotheses(x, kwargs) if alternatives_wanted(close(actual, expected)) else []
+        if not close(actual, expected):
+            for message, alternative in alternatives:
+                if close(actual, alternative):
+                    raise AssertionError(f"{message} (in {call})")
+            k = kwargs.get("kernel_size", 33) // 2
+            same_shape = isinstance(actual, torch.Tensor) and actual.shape == expected.shape
+            if same_shape and close(actual[..., k:-k, k:-k], expected[..., k:-k, k:-k]):
+                raise AssertionError(f"{question} In {call}, the result is right away from the border but not within "
+                                     f"{k} pixels of it: pad like torchvision's gaussian_blur (reflect).")
+        assert_close(actual, expected, question, name=call)
+    passed(f"{name}: right with the default kernel (33, σ 2) and with kernel_size={other['kernel_size']}, "
+           f"sigma={other['sigma']}")
+
+
+@public_check
+def check_lowpass(lowpass, *, seed: int = 0) -> None:
+    _check_filter("lowpass", lowpass, ref_illusions.lowpass,
+                  "Does lowpass blur x with a Gaussian of the given kernel_size and sigma (TF.gaussian_blur)?",
+                  lambda x, kw: [("Does lowpass keep the low frequencies (the blur), not the high ones?",
+                                  ref_illusions.highpass(x, **kw))], seed)
+
+
+@public_check
+def check_highpass(highpass, *, seed: int = 0) -> None:
+    _check_filter("highpass", highpass, ref_illusions.highpass,
+                  "Does highpass return x − lowpass(x) with the same kernel_size and sigma?",
+                  lambda x, kw: [("Does highpass keep the high frequencies (x minus the blur), not the blur?",
+                                  ref_illusions.lowpass(x, **kw))], seed)
+
+
+@public_check
+def check_make_hybrids(make_hybrids, *, seed: int = 0) -> None:
+    """Three hybrid steps (kernel 33, σ 2 at seed 0; other filters otherwise) with the fixed-variance scheduler."""
+    inp, timesteps, i_start, xt, unet, scheduler = loop_setup("make_hybrids", seed, fixed_variance=True)
+    low, high, uncond = inp["cond"], inp["cond2"], inp["uncond"]
+    scale, generator_seed, reference_unet = guidance_scale("make_hybrids", seed), derived_seed(seed), tiny_unet()
+    filters = {}  # the defaults (33, σ 2) at seed 0
+    if seed:
+        rng = parameter_rng("make_hybrids/filters", seed)
+        filters = {"kernel_size": rng.randrange(17, 35, 2), "sigma": round(rng.uniform(1.2, 3.0), 2)}
+
+    def reference(first=low, second=high, guidance=scale):
+        return ref_illusions.make_hybrids(reference_unet, scheduler(), xt, i_start, first, second, uncond, timesteps,
+                                          scale=guidance, generator=generator(generator_seed), **filters)
+
+    with recording(unet, UNetCalls()) as calls:
+        actual = make_hybrids(unet, scheduler(), xt.clone(), i_start, low.clone(), high.clone(), uncond.clone(),
+                              list(timesteps), scale=scale, generator=generator(generator_seed), **filters)
+    expected = reference()
+    hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else [
+        ("Do the low frequencies come from prompt_embeds_low's estimate and the high ones from "
+         "prompt_embeds_high's? Your result matches them swapped.", reference(high, low)),
+        ("Is each prompt's estimate guided (CFG with scale γ) before filtering? Your result matches γ = 1.",
+         reference(guidance=1.0)),
+    ]
+    check_loop("make_hybrids", calls, actual, expected, timesteps[i_start:-1],
+               "Does each step combine lowpass(CFG estimate of the low prompt) + highpass(CFG estimate of the high "
+               "prompt), then take the strided update with the generator?", hypotheses)
+    passed("make_hybrids: 3 steps match the reference on a tiny UNet")
