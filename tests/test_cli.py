@@ -31,11 +31,12 @@ def test_grade_writes_results_for_every_submission_and_checks_its_options(tmp_pa
 
     not_a_notebook = tmp_path / "essay.ipynb"
     not_a_notebook.write_text("Dear grader, …")
-    assert main(["grade", str(not_a_notebook), "--out", str(tmp_path / "out"), "--part", "partB"]) == 0
+    assert main(["grade", str(not_a_notebook), "--out", str(tmp_path / "out"), "--part", "partB"]) == 1  # not graded
     results = json.loads((tmp_path / "out" / "essay" / "results.json").read_text())
     assert results["score"] == 0 and "not valid JSON" in results["output"] and len(results["tests"]) > 50
     assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 2
-    assert "graded 1 submission(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "essay: not graded" in printed and "not valid JSON" in printed and "1 could not be graded" in printed
     with pytest.raises(SystemExit, match="--tests takes public, hidden and semantic"):
         main(["grade", str(not_a_notebook), "--out", str(tmp_path), "--tests", "secret"])
 
