@@ -274,7 +274,8 @@ def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
     printed = io.StringIO()
     evidence: list = []
     try:
-        with contextlib.redirect_stdout(printed), collecting_evidence() as evidence:
+        with sandbox.hidden_output(test.kind == "hidden"), contextlib.redirect_stdout(printed), \
+                collecting_evidence() as evidence:
             check(proxy, seed=test.seed) if test.seed else check(proxy)
     except StudentNotImplemented:
         return failed(f"{target} is not implemented yet: it still raises NotImplementedError. Replace the stub's "
@@ -499,16 +500,46 @@ def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits |
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         report = crashed_report(path, part, f"The grader failed on this submission ({detail}); "
                                             "tell the course staff.", kinds, bundle)
-    write_report(report, out_dir)
+    _write_with_sandbox_note(report, out_dir)
     return report
+
+
+def _write_with_sandbox_note(report: Report, out_dir: str | Path) -> None:
+    """``write_report``, then ``extra_data.sandbox`` in results.json: the layers that confined the code."""
+    from autograder import isolation
+
+    results = write_report(report, out_dir)
+    data = json.loads(results.read_text(encoding="utf-8"))
+    data.setdefault("extra_data", {})["sandbox"] = isolation.report_once()
+    results.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _worker_grade(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds, bundle) -> Report:
+    """In a submission's own process: the layers were already logged by the batch."""
+    from autograder import isolation
+
+    isolation.mark_reported()
+    return _grade_and_write(path, out_dir, part, limits, kinds, bundle)
+
+
+WORKER_GRACE_S = 300.0  # seconds a submission's process may take beyond its sandbox's deadline (reference, files)
 
 
 def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = None, jobs: int = 1,
                 limits: Limits | None = None, kinds=("public", "hidden", "semantic"), log=print,
                 bundle=None) -> list[Report]:
-    """Grade ``paths`` into ``out/<submission>/`` (``jobs`` in parallel processes) and write ``out/summary.csv``."""
+    """Grade ``paths`` into ``out/<submission>/`` and write ``out/summary.csv``.
+
+    Each submission is graded in a process of its own (``jobs`` at once) with its own deadline: one that
+    dies or overruns gets a results file saying so, and the others are not affected. Every process the
+    submission's code ran in has ended before its results are written (see :mod:`autograder.sandbox`).
+    """
+    from autograder import isolation
+    from autograder.supervise import run_each
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    isolation.report_once()  # once per batch, on stderr: the layers, and any this machine lacks
     dirs, seen = [], set()
     for path in paths:
         name = submission_name(path)
@@ -518,24 +549,17 @@ def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = Non
         seen.add(unique)
         dirs.append(out / unique)
     reports: list[Report | None] = [None] * len(paths)
-    if jobs <= 1:
-        for i, (path, folder) in enumerate(zip(paths, dirs)):
-            reports[i] = _grade_and_write(str(path), str(folder), part, limits, kinds, bundle)
-            log(f"{submission_name(path)}: {reports[i].score:g} / {reports[i].max_score:g}")
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_grade_and_write, str(p), str(d), part, limits, kinds, bundle): i
-                       for i, (p, d) in enumerate(zip(paths, dirs))}
-            for future, i in futures.items():
-                try:
-                    reports[i] = future.result()
-                except Exception as err:  # noqa: BLE001 - a worker that died: write its report here
-                    reports[i] = crashed_report(paths[i], part, f"The grader's worker failed ({type(err).__name__}).",
-                                                kinds, bundle)
-                    write_report(reports[i], dirs[i])
-                log(f"{submission_name(paths[i])}: {reports[i].score:g} / {reports[i].max_score:g}")
+    tasks = [(str(p), str(d), part, limits, kinds, bundle) for p, d in zip(paths, dirs)]
+    deadline = (limits or Limits()).total_s + WORKER_GRACE_S
+    for ended in run_each(_worker_grade, tasks, jobs, deadline, preload=["autograder.grade"]):
+        i = ended.index
+        if isinstance(ended.result, Report):
+            reports[i] = ended.result
+        else:
+            reports[i] = crashed_report(paths[i], part, f"The grader could not finish this submission: "
+                                        f"{ended.problem or 'no report came back'}. Tell the course staff.",
+                                        kinds, bundle)
+            _write_with_sandbox_note(reports[i], dirs[i])
+        log(f"{submission_name(paths[i])}: {reports[i].score:g} / {reports[i].max_score:g}")
     write_summary(reports, out / "summary.csv")
     return reports

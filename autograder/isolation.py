@@ -292,3 +292,9 @@ def report_once(log=None) -> str:
         _REPORTED.append(True)
         (log or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
     return line
+
+
+def mark_reported() -> None:
+    """In a worker of a batch whose parent already logged the layers: do not log them again."""
+    if not _REPORTED:
+        _REPORTED.append(True)

@@ -1,29 +1,35 @@
-"""The grader's side of the student's process (:mod:`autograder.child`): start it, load the solution cells,
-send requests with a time limit, and restart it after a crash or a timeout.
+"""The grader's side of the student's process (:mod:`fwd_kit.grading.child`): start it inside the isolation
+this machine offers (:mod:`autograder.isolation`), load the solution cells, send requests with a time
+limit, and restart it after a crash or a timeout.
 
 A :class:`Sandbox` is a :class:`autograder.remote.Channel`: the proxies of :mod:`autograder.remote` send
 their requests through it. One process serves all the checks of a submission; when it dies or overruns
-its time, it is killed (its whole process group) and the next request starts a fresh one, which loads
-the cells again — except a cell that already hung while loading, which is left out.
+its time, its whole process tree is killed and the next request starts a fresh one, which loads the
+cells again — except a cell that already hung while loading, which is left out. One deadline
+(``Limits.total_s``) covers everything of a submission: starts, loading cells and every call.
+
+Nothing the student's process writes to files is read back: its configuration goes down the request
+pipe, replies and their tensors (safetensors bytes, size-capped) come up the reply pipe, and its printed
+output goes to a file in a folder of the grader's that the process cannot name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.child import HEADER, MAX_MESSAGE, write_message
+from autograder import isolation
 from autograder.remote import SandboxFailure
-
-AUTOGRADER_DIR = Path(__file__).resolve().parent
+from fwd_kit.grading.child import HEADER, MAX_MESSAGE, encode_message
 
 
 @dataclass
@@ -32,11 +38,13 @@ class Limits:
 
     call_s: float = 60.0  # wall-clock seconds for one call of the student's code (or loading one cell)
     start_s: float = 120.0  # wall-clock seconds to start the process (importing torch and diffusers)
+    total_s: float = 900.0  # wall-clock seconds for the whole submission: starts, cells and calls together
     memory_mb: int = 2048  # address space the student's code may add to what torch maps at start
     file_mb: int = 64  # largest file it may write, its printed output included
+    scratch_mb: int = 256  # total bytes of its scratch folder (a tmpfs under bubblewrap)
     cpu_s: int = 1200  # CPU seconds of one process (a backstop behind call_s)
     processes: int = 256  # RLIMIT_NPROC when not root (threads count too); forks are refused anyway
-    reply_mb: int = 256  # largest tensors file read back from it
+    reply_mb: int = 256  # largest tensors of one reply read back from it
 
 
 @dataclass
@@ -58,19 +66,21 @@ def scrubbed_environment(scratch: str) -> dict:
     }
 
 
-def read_roots() -> list[str]:
-    """Folders the student's process may read: the Python installation and its libraries (and the public
-    ``reference`` package, which the notebooks import), but not the grader's package."""
-    import reference
-
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(reference.__file__).resolve().parent),
-             "/usr/lib", "/usr/lib64", "/usr/share", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null",
-             "/dev/urandom", "/proc/self", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/proc/cpuinfo",
-             "/proc/meminfo"}
-    for path in sys.path:
-        if path and "site-packages" in path:
-            roots.add(path)
-    return sorted(roots)
+def landlock_roots(roots: list[str], hidden: list[str]) -> list[str]:
+    """``roots`` with every folder that holds a hidden package replaced by its other entries (Landlock can
+    only allow, never carve out)."""
+    result = []
+    for root in roots:
+        inner = [h for h in hidden if h.startswith(root.rstrip("/") + "/")]
+        if not inner or not os.path.isdir(root):
+            result.append(root)
+            continue
+        for entry in sorted(os.listdir(root)):
+            path = os.path.join(root, entry)
+            if path in inner:
+                continue
+            result += landlock_roots([path], inner) if any(h.startswith(path + "/") for h in inner) else [path]
+    return result
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -79,27 +89,49 @@ def describe_exit(returncode: int | None) -> str:
     if returncode < 0:
         sig = -returncode
         why = {signal.SIGKILL: "killed (perhaps it ran out of memory)", signal.SIGXCPU: "stopped at its CPU-time limit",
-               signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted"}.get(sig, "stopped")
+               signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted",
+               signal.SIGSYS: "stopped for a forbidden system call"}.get(sig, "stopped")
         return f"was {why}, signal {sig}"
+    if returncode >= 128 and isolation.host().bwrap:  # bubblewrap reports a signal as 128 + its number
+        return describe_exit(128 - returncode)
     return f"exited with code {returncode} (os._exit or a crash)"
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from ``/proc/<pid>/task/*/children``), parents first."""
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    queue += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return tree
+
+
 class Sandbox:
-    """Runs ``cells`` (after the trusted ``preamble`` import lines) in a hardened child process."""
+    """Runs ``cells`` (after the trusted ``preamble`` import lines) in a confined child process."""
 
     def __init__(self, cells: list[Cell], preamble: list[str], limits: Limits | None = None):
         self.cells = list(cells)
         self.preamble = list(preamble)
         self.limits = limits or Limits()
+        self.deadline = time.monotonic() + self.limits.total_s  # one deadline for the whole submission
         self.skipped: set[int] = set()  # cells that hung while loading: left out of every restart
         self.load_errors: dict[str, str] = {}  # cell label → what went wrong loading it (first start)
         self.load_tracebacks: dict[str, list[str]] = {}
+        self.layers: list[str] = []  # the confinement the child reported installing
+        self.hidden_ranges: list[tuple[int, int]] = []  # byte ranges of the output printed during hidden tests
         self.process: subprocess.Popen | None = None
-        self.scratch: str | None = None
+        self.private: str | None = None  # the grader's folder: the child's printed output
+        self.scratch: str | None = None  # the child's folder on this machine (None under bubblewrap)
         self.starts = 0
-        self.counter = 0
         self.startup_s = 0.0  # seconds spent starting processes and loading cells
         self.student_s = 0.0  # seconds spent waiting for the student's code to answer requests
+        isolation.report_once()
 
     # lifecycle ------------------------------------------------------------------------------------
     def __enter__(self):
@@ -118,51 +150,79 @@ class Sandbox:
         finally:
             self.startup_s += time.perf_counter() - begin
 
+    def _time_left(self, limit: float) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.kill()
+            raise SandboxFailure(f"grading your code took longer than {self.limits.total_s:g} s in all (loading "
+                                 "the cells included), so the rest was not run")
+        return min(limit, left)
+
+    def _config(self, scratch: str) -> dict:
+        h = isolation.host()
+        roots, hidden = isolation.read_roots(), isolation.hidden_dirs()
+        limits = self.limits
+        return dict(preamble=self.preamble, cells=[dict(label=c.label, source=c.source) for c in self.cells],
+                    limits=dict(memory_mb=limits.memory_mb, file_mb=limits.file_mb, cpu_s=limits.cpu_s,
+                                processes=limits.processes),
+                    read_roots=roots, landlock_roots=landlock_roots(roots, hidden), denied=hidden,
+                    kernel=dict(seccomp=h.seccomp, landlock=h.landlock_abi > 0))
+
+    def _make_scratch(self) -> str:
+        """The child's scratch folder as it sees it: a tmpfs under bubblewrap, else a fresh folder here."""
+        h = isolation.host()
+        if h.bwrap:
+            return isolation.SCRATCH
+        self.scratch = tempfile.mkdtemp(prefix="fwd-scratch-")
+        if h.drop_uid:
+            os.chown(self.scratch, isolation.SANDBOX_UID, isolation.SANDBOX_UID)
+        return self.scratch
+
     def _start_once(self) -> bool:
         """One start; False when a cell hung and was added to ``skipped`` (start again)."""
-        import json
-
         self.kill()
-        if self.scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-        self.scratch = tempfile.mkdtemp(prefix="fwd-sandbox-")
-        config = dict(preamble=self.preamble,
-                      cells=[dict(label=c.label, source=c.source) for c in self.cells],
-                      limits=dict(memory_mb=self.limits.memory_mb, file_mb=self.limits.file_mb,
-                                  cpu_s=self.limits.cpu_s, processes=self.limits.processes),
-                      read_roots=read_roots(), denied=[str(AUTOGRADER_DIR)])
-        Path(self.scratch, "config.json").write_text(json.dumps(config))
+        self._remove_folders(keep_output=True)
+        self.private = self.private or tempfile.mkdtemp(prefix="fwd-sandbox-")  # output kept across restarts
+        scratch = self._make_scratch()
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
-        output = open(Path(self.scratch, "output.txt"), "wb")  # noqa: SIM115 - handed to the child
+        command, popen = isolation.wrap(isolation.child_command([scratch, str(req_r), str(rep_w)]),
+                                        self.limits.scratch_mb * 1024 * 1024)
+        output = open(Path(self.private, "output.txt"), "ab")  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-m", "autograder.child", self.scratch, str(req_r), str(rep_w)],
-                cwd=self.scratch, env=scrubbed_environment(self.scratch), stdin=subprocess.DEVNULL,
-                stdout=output, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), start_new_session=True)
+                command, cwd=self.scratch or "/", env=scrubbed_environment(scratch), stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), start_new_session=True, **popen)
         finally:
             output.close()
             os.close(req_r)
             os.close(rep_w)
+        os.set_blocking(self.req_w, False)
         self.starts += 1
         try:
-            self._exchange({"op": "ping"}, {}, self.limits.start_s)
+            limit = self._time_left(self.limits.start_s)
+            self._write(encode_message(self._config(scratch)), time.monotonic() + limit, limit)
+            reply, _ = self._exchange({"op": "ping"}, {}, self._time_left(self.limits.start_s))
         except SandboxFailure as err:
             raise SandboxFailure(f"the grader could not start the process for your code ({err}); it printed: "
                                  f"{self.output_tail(800)!r}") from None
+        self.layers = [str(layer) for layer in reply.get("layers") or []][:10]
         for index, cell in enumerate(self.cells):
             if index in self.skipped:
                 continue
             try:
-                reply, _ = self._exchange({"op": "load", "index": index}, {}, self.limits.call_s)
+                reply, _ = self._exchange({"op": "load", "index": index}, {}, self._time_left(self.limits.call_s))
             except SandboxFailure as err:
                 self.skipped.add(index)
                 self.load_errors.setdefault(cell.label, f"running the cell failed: {err}")
+                if time.monotonic() >= self.deadline:
+                    self.skipped.update(range(index, len(self.cells)))
+                    return True
                 return False
             if not reply.get("ok"):
                 error = reply.get("error") or {}
                 self.load_errors.setdefault(cell.label, f"{error.get('type')}: {error.get('message')}")
-                self.load_tracebacks.setdefault(cell.label, list(error.get("traceback") or []))
+                self.load_tracebacks.setdefault(cell.label, [str(line) for line in error.get("traceback") or []])
         return True
 
     @property
@@ -170,47 +230,77 @@ class Sandbox:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        if self.process is not None:
-            if self.process.poll() is None:
+        """Kill the process and everything it started, and wait until none of them is left."""
+        if self.process is None:
+            return
+        tree = process_tree(self.process.pid) if self.process.poll() is None else []
+        for pid in tree:
+            for kill in (os.killpg, os.kill):
                 try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+            pass
+        end = time.monotonic() + 5
+        while any(os.path.exists(f"/proc/{pid}") for pid in tree[1:]) and time.monotonic() < end:
+            time.sleep(0.02)  # the PID namespace's processes die with its first process
+        for fd in (self.req_w, self.rep_r):
             try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+                os.close(fd)
+            except OSError:
                 pass
-            for fd in (self.req_w, self.rep_r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self.process = None
+        self.process = None
 
     def close(self) -> None:
         if self.alive:
             try:
-                write_message(self.req_w, {"op": "bye"})
+                self._write(encode_message({"op": "bye"}), time.monotonic() + 2, 2)
                 self.process.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, SandboxFailure, subprocess.TimeoutExpired):
                 pass
         self.kill()
-        if self.scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
+        self._remove_folders()
+
+    def _remove_folders(self, keep_output: bool = False) -> None:
+        for folder in (self.scratch, None if keep_output else self.private):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        self.scratch = None
+        self.private = self.private if keep_output else None
+
+    def _output_size(self) -> int:
+        try:
+            return os.path.getsize(Path(self.private, "output.txt")) if self.private else 0
+        except OSError:
+            return 0
+
+    @contextlib.contextmanager
+    def hidden_output(self, hidden: bool = True):
+        """What the student's code prints inside this block is left out of :meth:`output_tail` (hidden
+        tests: printing their inputs must not reveal them)."""
+        start = self._output_size()
+        try:
+            yield
+        finally:
+            if hidden:
+                self.hidden_ranges.append((start, max(start, self._output_size())))
 
     def output_tail(self, chars: int = 2000) -> str:
-        """The end of what the student's code printed (stdout and stderr)."""
-        if not self.scratch:
+        """The end of what the student's code printed (stdout and stderr), without what it printed during
+        hidden tests."""
+        if not self.private:
             return ""
-        path = Path(self.scratch, "output.txt")
         try:
-            size = path.stat().st_size
-            with open(path, "rb") as f:
-                f.seek(max(0, size - chars))
-                return f.read().decode("utf-8", "replace")
+            with open(Path(self.private, "output.txt"), "rb") as f:
+                data = f.read()
         except OSError:
             return ""
+        for start, end in sorted(self.hidden_ranges, reverse=True):
+            data = data[:start] + b"[printed during hidden tests: not shown]\n" + data[end:]
+        return data[-chars:].decode("utf-8", "replace")
 
     # requests -------------------------------------------------------------------------------------
     def request(self, message: dict, tensors: dict) -> tuple[dict, dict]:
@@ -219,56 +309,64 @@ class Sandbox:
             self.start()
         begin = time.perf_counter()
         try:
-            return self._exchange(message, tensors, self.limits.call_s)
+            reply, tensors = self._exchange(message, tensors, self._time_left(self.limits.call_s))
         finally:
             self.student_s += time.perf_counter() - begin
+        if reply.get("leaked_threads"):
+            self.kill()  # threads the call left running must not touch later tests: a fresh process
+        return reply, tensors
 
     def _exchange(self, message: dict, tensors: dict, timeout: float) -> tuple[dict, dict]:
-        from safetensors.torch import load_file, save_file
-
-        if tensors:
-            self.counter += 1
-            name = f"request-{self.counter}.safetensors"
-            save_file(tensors, os.path.join(self.scratch, name))
-            message = dict(message, tensors=name)
-        try:
-            write_message(self.req_w, message)
-        except OSError:
-            code = self.process.poll() if self.process else None
-            self.kill()
-            raise SandboxFailure(f"the process running your code {describe_exit(code)}") from None
-        reply = self._read_reply(timeout)
-        name = reply.get("tensors")
-        if not name:
-            return reply, {}
-        path = Path(self.scratch, str(name))
-        if path.name != name or not path.is_file():
-            raise SandboxFailure("the reply named a tensors file that does not exist")
-        if path.stat().st_size > self.limits.reply_mb * 1024 * 1024:
-            raise SandboxFailure(f"the reply holds more than {self.limits.reply_mb} MB of tensors")
-        try:
-            return reply, load_file(path)
-        except Exception as err:  # noqa: BLE001 - a corrupted file is the student's process's fault
-            raise SandboxFailure(f"the reply's tensors could not be read ({err})") from None
-
-    def _read_reply(self, timeout: float) -> dict:
-        import json
+        from safetensors.torch import load, save
 
         deadline = time.monotonic() + timeout
-        header = self._read_exactly(HEADER.size, deadline, timeout)
-        (size,) = HEADER.unpack(header)
-        if size > MAX_MESSAGE:
-            self.kill()
-            raise SandboxFailure(f"the reply is larger than {MAX_MESSAGE} bytes")
-        body = self._read_exactly(size, deadline, timeout)
+        self._write(encode_message(dict(message, tensors=bool(tensors)), save(tensors) if tensors else b""),
+                    deadline, timeout)
+        reply = self._read_reply(deadline, timeout)
+        blob = self._read_frame(self.limits.reply_mb * 1024 * 1024, deadline, timeout, "tensors")
+        if not blob:
+            return reply, {}
+        try:
+            return reply, load(blob)
+        except Exception as err:  # noqa: BLE001 - corrupted bytes are the student's process's fault
+            raise SandboxFailure(f"the reply's tensors could not be read ({type(err).__name__})") from None
+
+    def _write(self, data: bytes, deadline: float, timeout: float) -> None:
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            ready = select.select([], [self.req_w], [], max(0.0, remaining))[1] if remaining > 0 else []
+            if not ready:
+                self._time_left(0.0 if time.monotonic() >= self.deadline - 0.05 else timeout)
+                self.kill()
+                raise SandboxFailure(f"your code took longer than {timeout:g} s and was stopped")
+            try:
+                view = view[os.write(self.req_w, view[:1 << 16]):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                code = self.process.poll() if self.process else None
+                self.kill()
+                raise SandboxFailure(f"the process running your code {describe_exit(code)}") from None
+
+    def _read_reply(self, deadline: float, timeout: float) -> dict:
+        body = self._read_frame(MAX_MESSAGE, deadline, timeout, "reply")
         try:
             reply = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             self.kill()
             raise SandboxFailure("the reply was not valid JSON") from None
         if not isinstance(reply, dict):
+            self.kill()
             raise SandboxFailure("the reply was not a JSON object")
         return reply
+
+    def _read_frame(self, limit: int, deadline: float, timeout: float, what: str) -> bytes:
+        (size,) = HEADER.unpack(self._read_exactly(HEADER.size, deadline, timeout))
+        if size > limit:
+            self.kill()
+            raise SandboxFailure(f"the {what} is larger than {limit // 2**20} MB")
+        return self._read_exactly(size, deadline, timeout)
 
     def _read_exactly(self, n: int, deadline: float, timeout: float) -> bytes:
         chunks, left = [], n
@@ -276,12 +374,16 @@ class Sandbox:
             remaining = deadline - time.monotonic()
             ready = select.select([self.rep_r], [], [], max(0.0, remaining))[0] if remaining > 0 else []
             if not ready:
+                self._time_left(0.0 if time.monotonic() >= self.deadline - 0.05 else timeout)
                 self.kill()
                 raise SandboxFailure(f"your code took longer than {timeout:g} s and was stopped (an endless loop? "
                                      "too many steps?)")
             chunk = os.read(self.rep_r, min(left, 1 << 20))
             if not chunk:
-                code = self.process.wait(timeout=10) if self.process else None
+                try:
+                    code = self.process.wait(timeout=10) if self.process else None
+                except subprocess.TimeoutExpired:
+                    code = None
                 self.kill()
                 raise SandboxFailure(f"the process running your code {describe_exit(code)}")
             chunks.append(chunk)
