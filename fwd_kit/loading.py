@@ -15,6 +15,7 @@ covers every IF model), then log in with a read token — ``huggingface_hub.logi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -52,6 +53,53 @@ def _wants_fp16_variant(model_id, dtype: torch.dtype) -> bool:
     return any(Path(model_id).rglob("*.fp16.safetensors"))
 
 
+class ModelUnavailable(OSError):
+    """A hub model that could not be loaded; ``reason`` says why in a few words (for one-line messages)."""
+
+    def __init__(self, model_id, reason: str, message: str):
+        super().__init__(message)
+        self.model_id = str(model_id)
+        self.reason = reason
+
+
+def _loading_options() -> dict:
+    """Keyword arguments every ``from_pretrained`` of ours adds: without ``accelerate`` installed, ask for
+    ``low_cpu_mem_usage=False`` outright (diffusers would fall back to it anyway, after a warning that shows
+    as a red box in the students' notebook on every load)."""
+    import importlib.util
+
+    return {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
+
+
+@contextlib.contextmanager
+def _no_loading_bar():
+    """Without diffusers' "Loading pipeline components..." bar (it goes to stderr: a red box in a notebook),
+    restoring the setting afterwards; sampling keeps its own bars."""
+    from diffusers.utils import logging as diffusers_logging
+
+    was_on = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            diffusers_logging.enable_progress_bar()
+
+
+def _offline_and_missing(model_id, cache_dir=None) -> bool:
+    """Whether ``model_id`` is a hub id that cannot load for sure: HF_HUB_OFFLINE is set and it is not cached."""
+    from huggingface_hub import constants
+
+    return not _is_local(model_id) and bool(constants.HF_HUB_OFFLINE) and not _is_cached(str(model_id), cache_dir)
+
+
+def _hub_unreachable_reason(model_id, cache_dir=None) -> str:
+    """Why a hub id could not be loaded, in a few words (offline and not cached, or no access)."""
+    if _offline_and_missing(model_id, cache_dir):
+        return "it is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
+    return "the Hugging Face hub refused it or could not be reached (licence, token or network)"
+
+
 def _load_pipeline(model_id, device, dtype, token, cache_dir, **components):
     """``DiffusionPipeline.from_pretrained`` with the course's settings and a helpful error for hub ids."""
     from diffusers import DiffusionPipeline
@@ -64,20 +112,26 @@ def _load_pipeline(model_id, device, dtype, token, cache_dir, **components):
             f"model_id must be a hub id such as {STAGE1_DEFAULT!r} or a directory holding a saved pipeline, "
             f"but {str(model_id)!r} is neither (no such directory)."
         )
-    kwargs = dict(dtype=dtype, token=token or os.environ.get("HF_TOKEN"), cache_dir=cache_dir, **components)
+    kwargs = dict(dtype=dtype, token=token or os.environ.get("HF_TOKEN"), cache_dir=cache_dir, **components,
+                  **_loading_options())
     if _wants_fp16_variant(model_id, dtype):
         kwargs["variant"] = "fp16"
+    hint = (f"To use DeepFloyd IF: (1) accept the licence on https://huggingface.co/{STAGE1_DEFAULT} (it covers every "
+            f"IF model), (2) log in with a read token (set HF_TOKEN or run huggingface_hub.login()), and (3) be online "
+            f"for the first download (HF_HUB_OFFLINE must not be set). Without a GPU or a licence, load the digit "
+            f"model instead: model_id=fwd_kit.loading.DIGIT_MODEL.")
+    if _offline_and_missing(model_id, cache_dir):  # certain to fail: say so before diffusers tries and logs
+        reason = _hub_unreachable_reason(model_id, cache_dir)
+        raise ModelUnavailable(model_id, reason, f"Could not load {model_id!r}: {reason}. {hint}")
     try:
-        pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
+        with _no_loading_bar():
+            pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
     except OSError as err:
         if _is_local(model_id):
             raise
-        raise OSError(
-            f"Could not load {model_id!r} from the Hugging Face hub or its local cache ({err}). To use DeepFloyd IF: "
-            f"(1) accept the licence on https://huggingface.co/{STAGE1_DEFAULT} (it covers every IF model), "
-            f"(2) log in with a read token (set HF_TOKEN or run huggingface_hub.login()), and (3) be online for the "
-            f"first download (HF_HUB_OFFLINE must not be set). Without a GPU or a licence, load the digit model "
-            f"instead: model_id=fwd_kit.loading.DIGIT_MODEL."
+        raise ModelUnavailable(
+            model_id, _hub_unreachable_reason(model_id, cache_dir),
+            f"Could not load {model_id!r} from the Hugging Face hub or its local cache ({err}). {hint}",
         ) from err
     return pipe.to(device)
 
@@ -93,7 +147,8 @@ def load_stage1(model_id=STAGE1_DEFAULT, device=None, dtype=None, token=None, ca
         ``huggingface_hub.login()`` (logging in is your choice; this function never does it).
     cache_dir: the hub cache to read (defaults to ``HF_HUB_CACHE``).
 
-    A hub id that cannot be loaded raises ``OSError`` saying how to get access or which model to use instead.
+    A hub id that cannot be loaded raises :class:`ModelUnavailable` (an ``OSError``) saying how to get access
+    or which model to use instead.
     """
     return _load_pipeline(model_id, device, dtype, token, cache_dir, text_encoder=None, tokenizer=None)
 
@@ -221,6 +276,7 @@ def compute_prompt_embeds(prompts, model_id=STAGE1_DEFAULT, device=None, load_in
         text_pipe = DiffusionPipeline.from_pretrained(  # only the tokenizer is still read from model_id
             model_id, text_encoder=text_encoder, unet=None, safety_checker=None, feature_extractor=None,
             watermarker=None, requires_safety_checker=False, cache_dir=cache_dir, token=kwargs["token"],
+            **_loading_options(),
         )
     except OSError as err:
         if _is_local(model_id):

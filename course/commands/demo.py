@@ -3,6 +3,7 @@ loop — release, collect, grade, feedback — offline (``course.loop``)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
+def unavailable_line(err) -> str:
+    """One line for a hub model that could not be loaded: why, and the command that works offline."""
+    return (f"course demo: cannot load {err.model_id}: {err.reason}. Run `course demo --model digit` for the "
+            f"course's digit model (CPU, offline); DeepFloyd IF needs a GPU, its licence and a Hugging Face token.")
+
+
 def _run(args) -> int:
     from course.demo import DemoConfig, run_demo
     from course.loop import LoopConfig, run_course_loop
@@ -35,9 +42,15 @@ def _run(args) -> int:
     if not set(parts) <= {"partA", "partB"}:
         raise SystemExit(f"course demo: --parts takes partA and/or partB, got {args.parts}")
     if args.figures:
-        run_demo(DemoConfig(out=args.out, model=args.model,
-                            embeds=args.embeds, device=args.device, seed=args.seed, fast=args.fast,
-                            upsample=args.upsample))
+        from fwd_kit.loading import ModelUnavailable
+
+        try:
+            run_demo(DemoConfig(out=args.out, model=args.model,
+                                embeds=args.embeds, device=args.device, seed=args.seed, fast=args.fast,
+                                upsample=args.upsample))
+        except ModelUnavailable as err:
+            print(unavailable_line(err), file=sys.stderr)
+            return 1
     if args.grading:
         import importlib.util
 
