@@ -5,7 +5,8 @@ For each submission: find the notebook (:mod:`autograder.notebook`), keep the de
 functions and classes, start the student's process (:mod:`autograder.sandbox`) and run the tests —
 
 - **public**: the check the notebook itself runs after the function (same inputs), points as in the notebook;
-- **hidden**: the same check on other inputs (``seed=1``), as many points again, shown after the due date
+- **hidden**: the same check on other inputs (a seed derived from the offering's secret, see
+  :mod:`autograder.hidden`), as many points again, shown after the due date
   without inputs or numbers (only the question);
 - **semantic** (Part A): a sample drawn with the student's loop by the course's digit model, read by the
   project's MNIST classifier (:mod:`autograder.semantic`).
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.compare import collecting_evidence
+from autograder.hidden import hidden_seed
 from autograder.notebook import (
     SubmissionError,
     extract,
@@ -36,11 +38,17 @@ from autograder.notebook import (
     provided_imports,
     read_notebook,
 )
-from autograder.remote import RemoteClass, RemoteFunction, SandboxFailure, StudentError, StudentNotImplemented
+from autograder.remote import (
+    RemoteClass,
+    RemoteFunction,
+    SandboxFailure,
+    StudentError,
+    StudentNotImplemented,
+)
 from autograder.sandbox import Limits, Sandbox
 
 PARTS = ("partA", "partB")
-HIDDEN_SEED = 1  # the hidden tests' inputs: the public checks' logic with seed 1 (the notebook uses seed 0)
+HIDDEN_RUN = 1  # which of the offering's hidden seeds the hidden tests use (autograder.hidden.hidden_seed)
 SEMANTIC_POINTS = 2  # points of each semantic test
 HIDDEN_VISIBILITY = "after_due_date"  # Gradescope: shown once the due date has passed
 ARTIFACT_POINTS = 0.5  # points of each entry of a GPU artifacts file (evidence beside the CPU checks)
@@ -94,7 +102,12 @@ class Assignment:
 
 def trusted_notebook(part: str):
     """The released student notebook of ``part`` (``assignments/``), or a fresh build of the template."""
-    from course.notebooks.build import RELEASE_DIR, REPO_ROOT, build_notebook, load_template
+    from course.notebooks.build import (
+        RELEASE_DIR,
+        REPO_ROOT,
+        build_notebook,
+        load_template,
+    )
 
     path = REPO_ROOT / RELEASE_DIR / part / f"{part}.ipynb"
     if path.is_file():
@@ -143,7 +156,7 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
             number += 1
         if "hidden" in kinds:
             tests.append(Test(f"{letter}{i}.{number}", f"{name}: hidden inputs", name, "hidden", points,
-                              HIDDEN_VISIBILITY, HIDDEN_SEED))
+                              HIDDEN_VISIBILITY, hidden_seed(HIDDEN_RUN)))
             number += 1
         if name in semantic:
             doc = (semantic[name].__doc__ or "semantic check").strip().splitlines()[0].rstrip(".").replace("``", "")

@@ -15,6 +15,7 @@ figure or a training loop in a solution cell never runs while grading. The assig
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import re
 from dataclasses import dataclass, field
@@ -196,16 +197,24 @@ def provided_imports(trusted_notebook) -> tuple[list[str], set[tuple[str, str]]]
 
 def provided_definitions(trusted_notebook, graded: list[str]) -> dict[str, list[str]]:
     """Definitions the assignment itself makes from students' functions, such as
-    ``flip_view = (flip_upside_down, flip_upside_down)``: assignments without any call whose names are all
+    ``flip_view = (flip_upside_down, flip_upside_down)`` or a ``def denoise_step`` that calls them (its other
+    names come from the provided imports): assignments without any call whose names are all
     graded names, in the trusted notebook's code cells, keyed by the graded name whose cell they follow."""
     provided: dict[str, list[str]] = {}
     last = None
+    provided_names = {alias.asname or alias.name for _, tree in code_cells(trusted_notebook) if tree is not None
+                      for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     for meta, tree in code_cells(trusted_notebook):
         if meta.get("solution"):
             last = meta.get("grade_id") if meta.get("grade_id") in graded else last
         if meta.get("solution") or meta.get("grade") or tree is None:
             continue
         for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and last:  # a provided function built on students' functions
+                used = global_names_used(ast.unparse(node)) - set(dir(builtins)) - provided_names
+                if used <= set(graded) and used:
+                    provided.setdefault(last, []).append(ast.unparse(node))
+                continue
             names = [n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)] if isinstance(node, ast.Assign) else []
             calls = any(isinstance(n, ast.Call) for n in ast.walk(node.value)) if isinstance(node, ast.Assign) else True
             if last and names and not calls and set(names) <= set(graded):  # built from students' functions only

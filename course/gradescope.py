@@ -35,7 +35,7 @@ from pathlib import Path
 DEFAULT_ROOT = "/autograder"  # Gradescope's; the environment variable AUTOGRADER_ROOT overrides it
 SETTINGS_FILE = "gradescope.json"  # in the zip, beside setup.sh
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's index of CPU-only wheels
-PACKAGE_PATHS = ("pyproject.toml", "README.md", "reference", "autograder", "course")  # what the wheel is built from
+PACKAGE_PATHS = ("pyproject.toml", "README.md", "fwd_kit", "reference", "autograder", "course")  # what the wheel is built from
 GRADER_EXTRAS = ("nbformat",)  # the grader imports these; pyproject declares them only in its extras
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info", "build", "dist")
 ZIP_TIME = (2024, 1, 1, 0, 0, 0)  # a fixed time stamp: the same inputs give the same zip
@@ -168,6 +168,7 @@ PYTHON="${AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
 RESULTS="$ROOT/results/results.json"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUDA_VISIBLE_DEVICES="" MPLBACKEND=Agg
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export FWD_HIDDEN_SECRET_FILE="$ROOT/source/hidden_secret"  # the offering's hidden inputs (course gradescope)
 mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 "$PYTHON" -m course.gradescope --root "$ROOT"
@@ -198,9 +199,11 @@ def add_file(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool 
 
 
 def build_autograder_zip(out: str | Path, settings: GradescopeSettings | None = None,
-                         repo_root: str | Path | None = None) -> Path:
-    """Write the zip to upload as Gradescope's "Autograder": setup.sh, run_autograder, gradescope.json and
-    the course wheel, all at the zip's root. Returns the zip's path."""
+                         repo_root: str | Path | None = None, secret: str | None = None) -> Path:
+    """Write the zip to upload as Gradescope's "Autograder": setup.sh, run_autograder, gradescope.json, the
+    course wheel and ``hidden_secret`` (the offering's secret, :mod:`autograder.hidden`: by default the
+    instructor's, so that ``course grade`` and Gradescope agree), all at the zip's root. Returns its path."""
+    from autograder.hidden import ensure_secret
     from course.notebooks.build import REPO_ROOT
 
     settings = settings or GradescopeSettings()
@@ -220,6 +223,7 @@ def build_autograder_zip(out: str | Path, settings: GradescopeSettings | None = 
             add_file(archive, "run_autograder", RUN_AUTOGRADER.encode(), True)
             add_file(archive, SETTINGS_FILE, (json.dumps(asdict(settings), indent=2) + "\n").encode())
             add_file(archive, wheel.name, wheel.read_bytes())
+            add_file(archive, "hidden_secret", ((secret or ensure_secret(log=print)) + "\n").encode())
     return out
 
 

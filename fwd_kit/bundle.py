@@ -65,7 +65,7 @@ def base_tolerance(device: str, dtype: str) -> tuple[float, float]:
     |actual − expected| ≤ atol·max|expected| + rtol·|expected|. CUDA float32 counts as float16 (TF32
     convolutions round to a 10-bit mantissa).
     """
-    from autograder.compare import TOLERANCES
+    from fwd_kit.checks.compare import TOLERANCES
 
     torch_dtype = getattr(torch, dtype, torch.float32)
     if device.startswith("cuda") and torch_dtype == torch.float32:
@@ -96,28 +96,6 @@ def smooth_image(generator: torch.Generator, batch: int, size: int) -> torch.Ten
     return torch.tanh(up)
 
 
-def make_inputs(size: int, prompt_1: torch.Tensor, prompt_2: torch.Tensor, uncond: torch.Tensor,
-                alphas_cumprod: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Every input of the bundle, float32 on the CPU, from one CPU generator seeded with ``seed * 1000``.
-
-    x0, x0_hat: smooth images in (-1, 1); noise, eps, x_T: N(0, I); xt_<t> = forward(x0, t, noise) for the
-    forward timesteps and 690; mask (1, 1, S, S): 1 on a rectangle to regenerate; the prompt embeddings.
-    """
-    from reference.denoise import forward
-
-    g = torch.Generator("cpu").manual_seed(seed * 1000)
-    shape = (BATCH, 3, size, size)
-    inputs = {"x0": smooth_image(g, BATCH, size), "x0_hat": smooth_image(g, BATCH, size),
-              "noise": torch.randn(shape, generator=g), "eps": torch.randn(shape, generator=g),
-              "x_T": torch.randn(shape, generator=g)}
-    for t in (*FORWARD_TS, STEP_TIMESTEPS[0]):
-        inputs[f"xt_{t}"] = forward(inputs["x0"], t, alphas_cumprod, noise=inputs["noise"])
-    mask = torch.zeros((1, 1, size, size))
-    mask[:, :, size // 8:size // 2, size // 4:3 * size // 4] = 1
-    inputs["mask"] = mask
-    for name, e in (("prompt_1", prompt_1), ("prompt_2", prompt_2), ("uncond", uncond)):
-        inputs[name] = e.detach().to("cpu", torch.float32).reshape(1, *e.shape[-2:])
-    return {k: v.contiguous() for k, v in inputs.items()}
 
 
 def tensor_sha256(x: torch.Tensor) -> str:
@@ -130,7 +108,7 @@ def tensor_sha256(x: torch.Tensor) -> str:
 
 def model_name(unet) -> str:
     """A readable name for a UNet: the hub id, "digit" for the course's digit model, else its folder."""
-    from reference.loading import DIGIT_MODEL
+    from fwd_kit.loading import DIGIT_MODEL
 
     path = str(getattr(unet.config, "_name_or_path", "") or "")
     if "models--" in path:  # a hub cache snapshot: .../models--ORG--NAME/snapshots/<commit>/unet
@@ -267,12 +245,6 @@ ENTRIES = {name: call for call in CALLS for name in call.outputs}  # entry name 
 FUNCTIONS = sorted({call.function for call in CALLS} | {"flip_upside_down"})  # what a namespace must define
 
 
-def reference_functions() -> dict[str, Callable]:
-    """The reference implementation of every function in ``FUNCTIONS``."""
-    from reference import denoise, editing, illusions
-
-    modules = (denoise, editing, illusions)
-    return {name: next(getattr(m, name) for m in modules if hasattr(m, name)) for name in FUNCTIONS}
 
 
 def call_seeds(seed: int) -> dict[str, int]:
@@ -327,34 +299,5 @@ def read_file(path, expected_format: str) -> tuple[dict, dict[str, torch.Tensor]
     return manifest, tensors
 
 
-def build_bundle(unet, scheduler, embeds: Mapping[str, torch.Tensor], prompts: tuple[str, str], out_path,
-                 model_id: str | None = None, seed: int = 0) -> Path:
-    """Run the reference on the fixed inputs on ``unet``'s device and dtype and write the bundle to ``out_path``.
-
-    embeds: {prompt: (1, 77, W)} holding ``""`` and both ``prompts`` (prompt 1: one-step, CFG, SDEdit,
-    inpainting, upright anagram and low-pass hybrid; prompt 2: flipped anagram and high-pass hybrid).
-    """
-    missing = [p for p in ("", *prompts) if p not in embeds]
-    if missing:
-        raise ValueError(f"The embeddings have no entry for {missing[0]!r}; they hold {sorted(embeds)[:5]}...")
-    inputs = make_inputs(int(unet.config.sample_size), embeds[prompts[0]], embeds[prompts[1]], embeds[""],
-                         scheduler.alphas_cumprod, seed)
-    device, dtype = unet.device.type, str(unet.dtype).replace("torch.", "")
-    seeds, functions, outputs = call_seeds(seed), reference_functions(), {}
-    for call in CALLS:
-        values = run_call(call, functions, inputs, unet, scheduler, seeds[call.outputs[0]])
-        outputs.update({f"output/{name}": v for name, v in zip(call.outputs, values)})
-    manifest = dict(format=FORMAT, version=VERSION, model=model_fingerprint(unet, scheduler, model_id), device=device,
-                    dtype=dtype, versions=versions(), seed=seed, seeds=seeds, prompts=list(prompts), settings=SETTINGS,
-                    inputs={k: tensor_sha256(v) for k, v in inputs.items()},
-                    entries={name: dict(function=call.function, kind=call.kind,
-                                        tolerance=entry_tolerance(call.kind, device, dtype))
-                             for name, call in ENTRIES.items()})
-    return write_file(out_path, {**{f"input/{k}": v for k, v in inputs.items()}, **outputs}, manifest)
 
 
-def write_inputs_only(bundle_path, out_path) -> Path:
-    """A copy of the bundle without the reference's outputs: the file students receive."""
-    manifest, tensors = read_file(bundle_path, FORMAT)
-    return write_file(out_path, {k: v for k, v in tensors.items() if k.startswith("input/")},
-                      {**manifest, "inputs_only": True})

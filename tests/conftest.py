@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("FWD_HIDDEN_SECRET", "tests-offering-secret")  # the hidden seeds of this test run
 
 
 @pytest.fixture(scope="session")

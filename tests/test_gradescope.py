@@ -67,7 +67,8 @@ def test_zip_holds_the_scripts_the_settings_and_the_course_wheel(autograder_zip)
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in archive.infolist()}
         wheels = [n for n in names if n.endswith(".whl")]
         assert len(wheels) == 1 and wheels[0].startswith("fun_with_diffusion-")
-        assert set(names) == {"setup.sh", "run_autograder", "gradescope.json", wheels[0]}  # all at the root
+        assert set(names) == {"setup.sh", "run_autograder", "gradescope.json", "hidden_secret", wheels[0]}  # at the root
+        assert archive.read("hidden_secret").decode().strip() == os.environ["FWD_HIDDEN_SECRET"]  # the offering's
         setup = archive.read("setup.sh").decode()
         settings = json.loads(archive.read("gradescope.json"))
         with zipfile.ZipFile(archive.open(wheels[0])) as wheel:
@@ -86,8 +87,9 @@ def test_zip_holds_the_scripts_the_settings_and_the_course_wheel(autograder_zip)
     install_line = next(line for line in setup.splitlines() if wheels[0] in line)
     assert torch_pin in install_line and "nbformat" in install_line and "cu1" not in setup
     # the wheel holds the grader, the templates the trusted notebooks are built from, and the models
-    for path in ("autograder/grade.py", "autograder/child.py", "course/gradescope.py", "course/notebooks/partB.py",
-                 "reference/classifier_weights.safetensors", "reference/digit_model/unet/config.json"):
+    for path in ("autograder/grade.py", "fwd_kit/grading/child.py", "course/gradescope.py", "course/notebooks/partB.py",
+                 "reference/classifier_weights.safetensors", "fwd_kit/digit_model/unet/config.json",
+                 "fwd_kit/data/expectations.safetensors"):
         assert path in packaged, path
 
 

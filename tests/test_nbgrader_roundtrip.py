@@ -185,7 +185,7 @@ def test_feedback_shows_the_scores_and_no_hidden_source(roundtrip):
     text = visible_text(roundtrip.path("feedback", "solution", ".html").read_text(encoding="utf-8"))
     visible = next(iter(autograder_tests(nbformat.read(roundtrip.path("assignments"), as_version=4)).values())).source
     assert visible.strip() in text  # the visible check is shown ...
-    assert BEGIN_HIDDEN not in text and "seed=1)" not in text  # ... its hidden twin is not
+    assert BEGIN_HIDDEN not in text and "hidden_seed" not in text  # ... its hidden twin is not
     assert BEGIN_HIDDEN in "".join(c.source for c in autograder_tests(roundtrip.autograded("solution")).values())
 
 

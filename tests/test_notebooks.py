@@ -23,6 +23,7 @@ import pytest
 from course.notebooks.build import (
     BEGIN,
     BEGIN_HIDDEN,
+    HIDDEN_IMPORT,
     END,
     END_HIDDEN,
     PARTS,
@@ -124,7 +125,8 @@ def test_build_notebook_is_deterministic_and_has_nbgrader_metadata():
     assert nbgrader_meta(check) == {"grade": True, "grade_id": "test_example_function", "locked": True,
                                     "points": 2, "schema_version": 3, "solution": False, "task": False}
     assert check.source == ("from checks import check_example_function\n\ncheck_example_function(example_function)\n"
-                            f"{BEGIN_HIDDEN}\ncheck_example_function(example_function, seed=1)\n{END_HIDDEN}")
+                            f"{BEGIN_HIDDEN}\n{HIDDEN_IMPORT}\n"
+                            f"check_example_function(example_function, seed=hidden_seed(1))\n{END_HIDDEN}")
     assert question.cell_type == "markdown" and nbgrader_meta(question)["locked"]
     assert answer.cell_type == "markdown" and nbgrader_meta(answer)["points"] == 3
     assert nbgrader_meta(answer)["grade"] and nbgrader_meta(answer)["solution"]
@@ -136,8 +138,9 @@ def test_hidden_tests_repeat_every_check_call_with_each_hidden_seed():
 
     source = "from m import check_f, check_g\nx = 1\ncheck_f(f, atol=2)\ncheck_g(g, seed=0)"
     (cell,) = build_notebook([Check("test_f", 1, source, hidden_seeds=(1, 5))]).cells
-    assert cell.source.split("\n") == [*source.split("\n"), BEGIN_HIDDEN, "check_f(f, atol=2, seed=1)",
-                                       "check_g(g, seed=1)", "check_f(f, atol=2, seed=5)", "check_g(g, seed=5)",
+    assert cell.source.split("\n") == [*source.split("\n"), BEGIN_HIDDEN, HIDDEN_IMPORT,
+                                       "check_f(f, atol=2, seed=hidden_seed(1))", "check_g(g, seed=hidden_seed(1))",
+                                       "check_f(f, atol=2, seed=hidden_seed(5))", "check_g(g, seed=hidden_seed(5))",
                                        END_HIDDEN]
     (plain,) = build_notebook([Check("test_f", 1, source, hidden_seeds=())]).cells
     assert plain.source == source
@@ -235,7 +238,7 @@ def test_released_stubs_raise_not_implemented(part):
 
 @pytest.mark.parametrize("part", PARTS)
 def test_hidden_tests_are_in_the_solution_test_cells_only(part):
-    """Every test cell of solutions/ ends with the hidden block, check_<name>(<name>, seed=1); the released
+    """Every test cell of solutions/ ends with the hidden block, check_<name>(<name>, seed=hidden_seed(1)); the released
     cell is the same cell without it (nbgrader restores the block from the gradebook at autograde)."""
     if load_template(part) is None:
         pytest.skip(f"no template course/notebooks/{part}.py yet")
@@ -246,7 +249,7 @@ def test_hidden_tests_are_in_the_solution_test_cells_only(part):
     for gid, cell in source.items():
         name = gid.removeprefix("test_")
         visible, hidden = cell.source.split(f"\n{BEGIN_HIDDEN}\n")
-        assert hidden == f"check_{name}({name}, seed=1)\n{END_HIDDEN}", gid
+        assert hidden == f"{HIDDEN_IMPORT}\ncheck_{name}({name}, seed=hidden_seed(1))\n{END_HIDDEN}", gid
         assert released[gid].source == visible, f"{gid}: the released cell must be the visible part only"
         assert BEGIN_HIDDEN not in released[gid].source and END_HIDDEN not in released[gid].source
         assert "seed" not in released[gid].source
@@ -286,7 +289,7 @@ def require_public_checks():
 @pytest.mark.parametrize("part", PARTS)
 def test_every_check_cell_calls_an_existing_public_check(part):
     require_public_checks()
-    import autograder.public as public
+    import fwd_kit.checks as public
 
     cells = load_template(part)
     if cells is None:
@@ -295,11 +298,11 @@ def test_every_check_cell_calls_an_existing_public_check(part):
     called = set()
     for cell in check_cells(nb):
         tree = ast.parse(cell.source)
-        imports = [a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "autograder.public"
+        imports = [a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "fwd_kit.checks"
                    for a in n.names]
-        assert imports, f"{cell.id} must import its check from autograder.public"
+        assert imports, f"{cell.id} must import its check from the student kit, fwd_kit.checks"
         missing = [name for name in imports if not hasattr(public, name)]
-        assert not missing, f"{cell.id} imports {missing}, which autograder.public does not define"
+        assert not missing, f"{cell.id} imports {missing}, which fwd_kit.checks does not define"
         called.update(imports)
     if part == "partB":  # the checks and the notebook agree on what students write
         assert {f"check_{n}" for n in public.PART_B} == called

@@ -54,7 +54,7 @@ def test_every_student_function_is_asked_for_once_and_checked_right_after():
             check = cells[k + 1]
             assert isinstance(check, Check), f"{name} must be followed by its Check"
             assert check.grade_id == f"test_{name}" and check.points > 0
-            assert check.source == f"from autograder.public import check_{name}\ncheck_{name}({name})"
+            assert check.source == f"from fwd_kit.checks import check_{name}\ncheck_{name}({name})"
             assert cell.obj.__module__.startswith("reference."), "a Solution lifts the reference source"
 
 

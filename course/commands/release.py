@@ -11,13 +11,18 @@ def register(subparsers) -> None:
         "release",
         help="rebuild solutions/ from the templates and generate the student notebooks in assignments/",
         description="Build solutions/<part>/<part>.ipynb from course/notebooks/<part>.py (solutions lifted "
-        "from reference/), then run nbgrader generate_assignment for each part into assignments/.",
+        "from reference/), then run nbgrader generate_assignment for each part into assignments/; record the "
+        "public checks' expected values into the student kit (fwd_kit) and build its wheel into --kit-dist.",
     )
     parser.add_argument("parts", nargs="*", metavar="PART", help="partA and/or partB (default: both)")
     parser.add_argument("--root", help="course root holding solutions/ and assignments/ (default: the repository)")
     parser.add_argument("--out", help="release folder (default: ROOT/assignments)")
     parser.add_argument("--no-build", dest="build", action="store_false",
                         help="release the solution notebooks as they are, without rebuilding them")
+    parser.add_argument("--kit-dist", default="dist",
+                        help="folder for the student kit's wheel (default: ./dist); students install only that")
+    parser.add_argument("--no-kit", dest="kit", action="store_false",
+                        help="do not record the kit's expected values nor build its wheel")
     parser.add_argument("--keep-gradebook", action="store_true",
                         help="keep nbgrader's gradebook.db in ROOT (default: a temporary one)")
     parser.set_defaults(func=run)
@@ -33,6 +38,10 @@ def run(args) -> int:
     try:
         released = release(args.root or REPO_ROOT, args.out, tuple(args.parts) or PARTS, regenerate=args.build,
                            keep_gradebook=args.keep_gradebook)
+        if args.kit and released:
+            from course.kit import release_kit
+
+            release_kit(args.kit_dist)
     except (ValueError, RuntimeError) as err:
         raise SystemExit(f"course release: {err}") from None
     return 0 if released else 1

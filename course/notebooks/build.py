@@ -9,7 +9,7 @@ A template (``course/notebooks/partA.py``, ``partB.py``) is a list ``CELLS`` of 
                 ### BEGIN SOLUTION / ### END SOLUTION                 grade_id = the function's name
     Check       autograder test cell, locked, with points: the visible  grade_id given
                 check call, then ### BEGIN HIDDEN TESTS / the same
-                call with seed=1 / ### END HIDDEN TESTS (nbgrader strips
+                call with seed=hidden_seed(1) / ### END HIDDEN TESTS (nbgrader strips
                 the block on release and restores it at autograde)
     Reflection  read-only question cell, then a manually graded
                 markdown answer cell with points                      grade_id given (+ "_question")
@@ -40,6 +40,7 @@ SOURCE_DIR = "solutions"  # nbgrader's source_directory, relative to the course 
 RELEASE_DIR = "assignments"  # nbgrader's release_directory
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+HIDDEN_IMPORT = "from autograder.hidden import hidden_seed  # the graders' secret inputs, never in the kit"
 ANSWER_STUB = "YOUR ANSWER HERE"  # what nbgrader puts in a released written-answer cell
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -130,9 +131,11 @@ def check_calls(source: str) -> list[ast.Call]:
     return calls
 
 
-def with_seed(call: ast.Call, seed: int) -> str:
-    """``call`` as source with the keyword ``seed=<seed>`` (replacing any seed it already has)."""
-    keywords = [k for k in call.keywords if k.arg != "seed"] + [ast.keyword("seed", ast.Constant(seed))]
+def with_seed(call: ast.Call, run: int) -> str:
+    """``call`` as source with the keyword ``seed=hidden_seed(<run>)`` (replacing any seed it already has): the
+    offering's ``run``-th hidden seed, derived from the instructors' secret (:mod:`autograder.hidden`)."""
+    seed = ast.Call(ast.Name("hidden_seed"), [ast.Constant(run)], [])
+    keywords = [k for k in call.keywords if k.arg != "seed"] + [ast.keyword("seed", seed)]
     return ast.unparse(ast.Call(call.func, call.args, keywords))
 
 
@@ -142,14 +145,15 @@ def hidden_tests(source: str, seeds) -> str:
     ``check_forward(forward)`` with seeds (1,) gives::
 
         ### BEGIN HIDDEN TESTS
-        check_forward(forward, seed=1)
+        from autograder.hidden import hidden_seed  # ...
+        check_forward(forward, seed=hidden_seed(1))
         ### END HIDDEN TESTS
     """
     calls = check_calls(source)
     if not calls:
         raise ValueError(f"a Check cell with hidden seeds must call a check_<name>(...) at top level, so that "
                          f"the hidden tests can call it again with another seed; its source is:\n{source}")
-    lines = [with_seed(call, seed) for seed in seeds for call in calls]
+    lines = [HIDDEN_IMPORT] + [with_seed(call, seed) for seed in seeds for call in calls]
     return "\n".join([BEGIN_HIDDEN, *lines, END_HIDDEN])
 
 

@@ -51,7 +51,7 @@ class Check:
     source: code calling a visible check of ``autograder.public`` (e.g. ``check_forward(forward)``);
     it must print nothing to stderr. grade_id: ``"test_" + the function's name``.
     hidden_seeds: the build appends nbgrader's hidden-test block to the solution notebook's cell, each
-    ``check_<name>(...)`` call of ``source`` again with ``seed=s`` for every ``s`` here (released
+    ``check_<name>(...)`` call of ``source`` again with ``seed=hidden_seed(s)`` for every ``s`` here (released
     notebooks show only ``source``; ``nbgrader autograde`` restores the block). ``()``: no hidden tests.
     """
 
@@ -71,12 +71,12 @@ class Reflection:
     answer: str = ""  # optional model answer: in the solution notebook only (nbgrader clears it on release)
 
 
-PUBLIC_CHECKS = "autograder.public"  # the module holding check_<name> for every graded function and class
+PUBLIC_CHECKS = "fwd_kit.checks"  # the module holding check_<name> for every graded function and class
 
 
 def graded(obj, points: int, checks: str = PUBLIC_CHECKS) -> list:
     """A Solution cell for ``obj`` and right after it its Check cell, ``check_<name>(<name>)``
-    (grade_id ``test_<name>``, ``points`` points; the build adds the hidden ``seed=1`` call)."""
+    (grade_id ``test_<name>``, ``points`` points; the build adds the hidden ``seed=hidden_seed(1)`` call)."""
     name = obj.__name__
     source = f"from {checks} import check_{name}\n\ncheck_{name}({name})"
     return [Solution(obj), Check(f"test_{name}", points, source)]

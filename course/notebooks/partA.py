@@ -14,7 +14,17 @@ Time convention (Part A, DDPM): t = 0 is clean, t = 999 is pure noise.
 from __future__ import annotations
 
 from course.notebooks.partA_stages import (
-    ANAGRAM, BELLS_AND_WHISTLES, EDITING, FORWARD, HYBRID, ITERATIVE, ONE_STEP, SAMPLING, UPSAMPLING, code, md,
+    ANAGRAM,
+    BELLS_AND_WHISTLES,
+    EDITING,
+    FORWARD,
+    HYBRID,
+    ITERATIVE,
+    ONE_STEP,
+    SAMPLING,
+    UPSAMPLING,
+    code,
+    md,
     reflect,
 )
 
@@ -54,20 +64,20 @@ SETUP = [
     EMBEDS_FILE = "prompt_embeds.safetensors"  # DeepFloyd only: your prompt embeddings (made below if missing)
     ''', tags=("parameters",)),
     code('''
-    # Colab setup: install the course package and, for DeepFloyd, log in to Hugging Face. Elsewhere it does
-    # nothing: install the package yourself, and the loaders read HF_TOKEN or your stored login.
+    # Colab setup: install the course kit and, for DeepFloyd, log in to Hugging Face. Elsewhere it does
+    # nothing: install the kit yourself, and the loaders read HF_TOKEN or your stored login.
     import importlib.util
     import subprocess
     import sys
 
     IN_COLAB = "google.colab" in sys.modules
-    # The course package's pip source, as your instructors give it, e.g. a wheel you uploaded or
-    # "fun-with-diffusion[gpu] @ git+https://github.com/ORG/fun-with-diffusion".
+    # The course kit's pip source, as your instructors give it: the wheel fun_with_diffusion_kit-*.whl you
+    # uploaded, or a URL of it. (Only the kit: helpers, the digit model and the public checks.)
     PACKAGE_SOURCE = os.environ.get("FWD_PACKAGE_SOURCE", "")
-    if IN_COLAB and importlib.util.find_spec("reference") is None:
+    if IN_COLAB and importlib.util.find_spec("fwd_kit") is None:
         if not PACKAGE_SOURCE:
-            raise ValueError("The course package is not installed: set PACKAGE_SOURCE to its pip source "
-                             "(a wheel file or a git URL from your instructors) and run this cell again.")
+            raise ValueError("The course kit is not installed: set PACKAGE_SOURCE to its pip source "
+                             "(the kit's wheel file or its URL, from your instructors) and run this cell again.")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE_SOURCE], check=True)
     if IN_COLAB and MODEL.startswith("DeepFloyd/"):
         # Accept the licence on https://huggingface.co/DeepFloyd/IF-I-XL-v1.0 first (it covers every IF model).
@@ -85,7 +95,7 @@ SETUP = [
     '''),
     code('''
     # Which stage-1 model runs, and why.
-    from reference.loading import DIGIT_MODEL, choose_stage1
+    from fwd_kit.loading import DIGIT_MODEL, choose_stage1
 
     IS_DIGIT = MODEL == "digit"
     model_id, why = choose_stage1(DIGIT_MODEL if IS_DIGIT else MODEL, device=DEVICE)
@@ -113,8 +123,8 @@ SETUP = [
     import gc
     from pathlib import Path
 
-    from reference.digit_model import DIGIT_PROMPTS  # "a handwritten digit zero", ..., "... nine"
-    from reference.loading import DIGIT_EMBEDS, compute_prompt_embeds, load_prompt_embeds, save_prompt_embeds
+    from fwd_kit.digit_model import DIGIT_PROMPTS  # "a handwritten digit zero", ..., "... nine"
+    from fwd_kit.loading import DIGIT_EMBEDS, compute_prompt_embeds, load_prompt_embeds, save_prompt_embeds
 
     if IS_DIGIT:
         PART0_PROMPTS = [DIGIT_PROMPTS[3], DIGIT_PROMPTS[5], DIGIT_PROMPTS[8]]
@@ -158,7 +168,7 @@ SETUP = [
     '''),
     code('''
     # Load stage 1 and the embeddings. Device and dtype follow the model: fp16 on CUDA, fp32 on the CPU.
-    from reference.loading import load_stage1, prompt_embeds
+    from fwd_kit.loading import load_stage1, prompt_embeds
 
     stage_1 = load_stage1(model_id, device=DEVICE)
     stage_1.set_progress_bar_config(disable=True)
@@ -216,8 +226,8 @@ PROVIDED = [
     - `set_strided_timesteps(scheduler, timesteps)` — tells the scheduler the list of timesteps you denoise
       along (`add_variance` looks the next timestep up in it).
     - `gaussian_noise(shape, generator, device, dtype)` — ε ~ N(0, I) drawn from a `torch.Generator`.
-    - `denoise_step(scheduler, xt, eps, predicted_variance, t, t_prev, generator)` — one whole strided update
-      (estimate x̂₀, mean, variance) for the later loops, once you have written its parts yourself.
+    - `denoise_step(scheduler, xt, eps, predicted_variance, t, t_prev, generator)` — given in a cell once you
+      have written its parts (`estimate_x0`, `denoise_step_mean`): one whole strided update for the later loops.
     - `check_*` — input checks that raise a clear `ValueError` (use them at the top of your functions).
     - `load_image`, `show_grid`, `rect_mask` — images in [-1, 1], figure grids and rectangular masks.
 
@@ -228,12 +238,11 @@ PROVIDED = [
 
     import torchvision.transforms.functional as TF
 
-    from reference.checks import (
-        check_embeds, check_i_start, check_image, check_same_shape, check_timestep, check_timesteps,
+    from fwd_kit.validate import (
+        check_embeds, check_i_start, check_image, check_mask, check_same_shape, check_timestep, check_timesteps,
     )
-    from reference.denoise import add_variance, denoise_step, gaussian_noise, predict_noise, set_strided_timesteps
-    from reference.editing import SDEDIT_I_STARTS, check_mask
-    from reference.images import center_square_mask, load_image, rect_mask, show_grid
+    from fwd_kit.sampling import SDEDIT_I_STARTS, add_variance, gaussian_noise, predict_noise, set_strided_timesteps
+    from fwd_kit.images import center_square_mask, load_image, rect_mask, show_grid
     '''),
 ]
 
@@ -251,8 +260,8 @@ TEST_IMAGES = [
     from PIL import Image, ImageDraw
 
     if IS_DIGIT:
-        from reference.data import load_mnist
-        from reference.digit_model import digits_to_images
+        from fwd_kit.data import load_mnist
+        from fwd_kit.digit_model import digits_to_images
 
         held_out = load_mnist(train=False, offline=True)  # digits the model never saw in training
         first_of_class = {}
@@ -305,7 +314,7 @@ ARTIFACTS = [
     the notebook. It holds no pictures of yours, only your functions' outputs on the course's inputs.
     """),
     code('''
-    from autograder.artifacts import export_artifacts
+    from fwd_kit.artifacts import export_artifacts
 
     BUNDLE_FILE = "partA_bundle_inputs.safetensors"  # from your instructors, made for your MODEL
     if Path(BUNDLE_FILE).is_file():

@@ -28,7 +28,7 @@ def code(source: str, tags: tuple[str, ...] = ()) -> Code:
 def graded(obj, points: int) -> list:
     """A student function and its public check: ``Solution(obj)`` then ``Check("test_<name>", ...)``."""
     name = obj.__name__
-    source = f"from autograder.public import check_{name}\ncheck_{name}({name})"
+    source = f"from fwd_kit.checks import check_{name}\ncheck_{name}({name})"
     return [Solution(obj), Check(f"test_{name}", points, source)]
 
 
@@ -127,6 +127,14 @@ ITERATIVE = [
     take the mean and add the variance. `i_start` is an index into the list, not a timestep.
     """),
     *graded(denoise.denoise_step_mean, 2),
+    code('''
+    # Provided: one whole strided update from your own parts (the later loops use it).
+    def denoise_step(scheduler, xt, eps, predicted_variance, t, t_prev, generator=None):
+        """x_t → x_t′: x̂0 by your estimate_x0 (A.2), the mean by your denoise_step_mean (A.3), then + v_σ."""
+        x0_hat = estimate_x0(xt, eps, t, scheduler.alphas_cumprod)
+        mean = denoise_step_mean(xt, x0_hat, t, t_prev, scheduler.alphas_cumprod)
+        return add_variance(scheduler, predicted_variance, t, mean, generator)
+    '''),
     *graded(denoise.iterative_denoise, 3),
     code('''
     i_start = 10  # t = timesteps[10] = 690
@@ -369,14 +377,14 @@ UPSAMPLING = [
     ## Upsampling with stage 2 (provided, not required)
 
     DeepFloyd's stage 2 is a second diffusion model that turns 64×64 images into 256×256 ones, conditioned on
-    the small image and the prompt (`reference.upsample.upsample`). The digit model has no stage 2.
+    the small image and the prompt (`fwd_kit.upsample.upsample`). The digit model has no stage 2.
     """),
     code('''
     if IS_DIGIT:
         print("The digit model has no stage 2: nothing to upsample.")
     else:
-        from reference.loading import load_stage2
-        from reference.upsample import upsample
+        from fwd_kit.loading import load_stage2
+        from fwd_kit.upsample import upsample
 
         stage_2 = load_stage2(device=DEVICE)
         g = torch.Generator(DEVICE).manual_seed(SEED)

@@ -15,7 +15,6 @@ from course.notebooks.partB_ddpm import DDPM_CELLS
 from course.notebooks.partB_fm import FM_CELLS
 from reference import denoiser, unet
 
-
 INTRO = [
     Markdown(r"""
 # Part B — Diffusion and flow matching from scratch
@@ -55,18 +54,18 @@ SEED = int(os.environ.get("FWD_SEED", "0"))  # seeds the weights, the data order
 DDPM_SECTION = True  # False skips training the optional DDPM models (their checks still run)
 ''', tags=("parameters",)),
     Code('''
-# Colab setup: install the course package (does nothing outside Colab, or when it is installed already).
+# Colab setup: install the course kit (does nothing outside Colab, or when it is installed already).
 import importlib.util
 import subprocess
 import sys
 
-# The course package's pip source, as your instructors give it, e.g. a wheel you uploaded or
-# "fun-with-diffusion @ git+https://github.com/ORG/fun-with-diffusion" (the same as in Part A).
+# The course kit's pip source, as your instructors give it: the wheel fun_with_diffusion_kit-*.whl you
+# uploaded, or a URL of it (the same as in Part A).
 PACKAGE_SOURCE = os.environ.get("FWD_PACKAGE_SOURCE", "")
-if "google.colab" in sys.modules and importlib.util.find_spec("reference") is None:
+if "google.colab" in sys.modules and importlib.util.find_spec("fwd_kit") is None:
     if not PACKAGE_SOURCE:
-        raise ValueError("The course package is not installed: set PACKAGE_SOURCE to its pip source "
-                         "(a wheel file or a git URL from your instructors) and run this cell again.")
+        raise ValueError("The course kit is not installed: set PACKAGE_SOURCE to its pip source "
+                         "(the kit's wheel file or its URL, from your instructors) and run this cell again.")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE_SOURCE], check=True)
 '''),
     Code('''
@@ -80,13 +79,13 @@ import torch.nn.functional as F
 from IPython.display import Image, display
 
 # Helpers the package provides (input checks, the device of a model, plotting, data).
-from reference.checks import check_same_shape, check_tensor
-from reference.data import batch_images, describe, load_mnist, subset, to_device_tensors
-from reference.denoiser import denoise
-from reference.figures import digit_grid, loss_curve, mean_image_comparison, save_figure, sigma_sweep, write_gif
-from reference.flow_matching import drop_classes, one_hot
-from reference.training import make_config, resolve_device
-from reference.unet import check_digits, device_and_dtype, eval_mode, time_column
+from fwd_kit.validate import check_same_shape, check_tensor
+from fwd_kit.data import batch_images, describe, load_mnist, subset, to_device_tensors
+from fwd_kit.nets import denoise
+from fwd_kit.figures import digit_grid, loss_curve, mean_image_comparison, save_figure, sigma_sweep, write_gif
+from fwd_kit.conditioning import drop_classes, one_hot
+from fwd_kit.configs import make_config, resolve_device
+from fwd_kit.nets import check_digits, device_and_dtype, eval_mode, time_column
 
 DEVICE = resolve_device(DEVICE)
 OUT = Path("partB_figures_fast" if FAST else "partB_figures")  # every figure is saved here too
@@ -95,7 +94,7 @@ print(f"device {DEVICE}, FAST={FAST}, seed {SEED}")
     Markdown(r"""
 ### Provided helpers: data, configurations, training loop
 
-The course's hyper-parameters live in `reference.training` (one dataclass per experiment);
+The course's hyper-parameters live in `fwd_kit.configs` (one dataclass per experiment);
 `course_config` reads them and shrinks them when `FAST` is on. `train` is a plain Adam loop: it draws
 the digits in a seeded random order, calls a *batch loss* you wrote for every batch (fresh noise each
 time, from one seeded `torch.Generator`), and optionally decays the learning rate with
@@ -104,7 +103,7 @@ bytes, which is faster than a `DataLoader` for MNIST.
 """),
     Code('''
 def course_config(name, **changes):
-    """The course's settings for experiment ``name`` (reference.training), shrunk when FAST."""
+    """The course's settings for experiment ``name`` (fwd_kit.configs), shrunk when FAST."""
     cfg = make_config(name, seed=SEED, **changes)
     if FAST:
         fast = dict(num_hiddens=8, batch_size=32, epochs=1, sample_epochs=(1,))

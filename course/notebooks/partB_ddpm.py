@@ -27,7 +27,7 @@ $\beta_t$ is `betas[t - 1]`.
     Code('''
 # Provided: the schedule's coefficients recomputed in float64 (1 − ᾱ_t near t = 1 loses digits in
 # float32). _schedule64(schedule, num_ts) returns dict(betas, alphas, alpha_bars), float64 on the CPU.
-from reference.ddpm import _schedule64
+from fwd_kit.schedules import _schedule64
 '''),
     Markdown(r"""
 **Training (Algorithm B.1).** For a batch of clean digits $x_0$: draw $t$ uniformly from

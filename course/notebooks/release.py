@@ -19,7 +19,14 @@ from pathlib import Path
 
 import nbformat
 
-from course.notebooks.build import PARTS, RELEASE_DIR, REPO_ROOT, SOURCE_DIR, notebook_json, write_solutions
+from course.notebooks.build import (
+    PARTS,
+    RELEASE_DIR,
+    REPO_ROOT,
+    SOURCE_DIR,
+    notebook_json,
+    write_solutions,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1]  # course/, which holds nbgrader_config.py
 
