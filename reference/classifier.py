@@ -12,6 +12,7 @@ Images are float (N, 1, 28, 28) in [0, 1]; ``to_mnist`` converts Part A's (N, 3,
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -148,15 +149,45 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     return frechet_distance_from_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
+@contextlib.contextmanager
+def _counting_calls(model: nn.Module, total: int, progress: bool, log=None, what: str = ""):
+    """Count ``model``'s forward calls: a progress bar of ``total`` with ``progress``, and after the first call a
+    line to ``log`` with the expected time of all ``total`` (that call's time times ``total``)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="sampling", unit="call", disable=not progress)
+    began = []
+
+    def before(*_):
+        began.append(time.perf_counter())
+
+    def after(*_):
+        bar.update(1)
+        if len(began) == 1 and log is not None:
+            call_s = time.perf_counter() - began[0]
+            log(f"{what}{total} UNet calls, about {call_s * total:.0f} s ({call_s * 1000:.0f} ms for the first)")
+
+    handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        bar.close()
+
+
 def evaluate_checkpoint(checkpoint_dir: str | Path, samples_per_digit: int = 20, guidance: float | None = None,
                         num_ts: int | None = None, seed: int = 0, device: str = "auto",
-                        classifier: DigitClassifier | None = None, batch_size: int = 200) -> dict:
+                        classifier: DigitClassifier | None = None, batch_size: int = 200, progress: bool = False,
+                        log=None) -> dict:
     """Judge a class-conditioned checkpoint (class-fm or class-ddpm) by its CFG samples.
 
     Draws ``samples_per_digit`` samples of each digit 0–9 (guidance and num_ts default to the checkpoint's
     config), classifies them, and compares their features with held-out digits. Returns a dict with
     ``per_digit`` (10 accuracies), ``accuracy``, ``frechet_distance`` (samples vs held-out) and
     ``frechet_distance_real`` (as many real training digits vs held-out: the floor at this sample size).
+    ``progress`` shows a bar of UNet calls (one per sampling step and batch); ``log`` (a callable) gets a
+    line with the expected cost after the first call (its time times the number of calls).
     """
     from reference.training import load_model, sample_digits
 
@@ -169,9 +200,13 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, samples_per_digit: int = 20,
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed)
     labels = torch.arange(10).repeat(samples_per_digit)  # (10·S,)
+    steps = num_ts if num_ts is not None else config.num_ts
+    batches = range(0, len(labels), batch_size)
+    what = f"sampling {len(labels)} digits on {dev}: {len(batches)} batch(es) x {steps} steps = "
     start = time.perf_counter()
-    samples = torch.cat([sample_digits(name, model, config, gen, labels[i : i + batch_size], num_ts, guidance).cpu()
-                         for i in range(0, len(labels), batch_size)])  # (10·S, 1, 28, 28)
+    with _counting_calls(model, len(batches) * steps, progress, log, what):
+        samples = torch.cat([sample_digits(name, model, config, gen, labels[i : i + batch_size], num_ts,
+                                           guidance).cpu() for i in batches])  # (10·S, 1, 28, 28)
     sample_s = time.perf_counter() - start
     predicted = classify(classifier, samples)
     per_digit = [float((predicted[labels == d] == d).float().mean()) for d in range(10)]

@@ -17,8 +17,11 @@ straight or E1 epochs, stopping, then resuming to E gives bit-identical weights 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -175,8 +178,33 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Ctrl-C (SIGINT) inside the block takes effect when it ends: a checkpoint's two files are written as a
+    pair. Outside the main thread (where Python delivers no signals) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *received: caught.append(received))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])  # Python's own handler raises KeyboardInterrupt here
+
+
 def save_checkpoint(out: Path, name: str, config, model, optimizer, scheduler, history: dict, rngs: dict) -> None:
-    """Weights to ``model.safetensors``; optimizer, scheduler, history and RNG states to ``state.pt``."""
+    """Weights to ``model.safetensors``; optimizer, scheduler, history and RNG states to ``state.pt``.
+
+    Ctrl-C during the save waits until both files are written (they always belong to the same epoch)."""
+    with _ctrl_c_after():
+        _save_checkpoint(out, name, config, model, optimizer, scheduler, history, rngs)
+
+
+def _save_checkpoint(out: Path, name: str, config, model, optimizer, scheduler, history: dict, rngs: dict) -> None:
+    """The two writes of :func:`save_checkpoint`."""
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _atomic(out / WEIGHTS, lambda p: save_file(weights, p, metadata={"experiment": name}))
     state = {

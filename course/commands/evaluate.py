@@ -1,6 +1,24 @@
-"""``course evaluate CHECKPOINT_DIR``: judge a class-conditioned model with the project's MNIST classifier."""
+"""``course evaluate CHECKPOINT_DIR``: judge a class-conditioned model with the project's MNIST classifier.
+
+Quick by default (:data:`QUICK_PER_DIGIT` samples of each digit); ``--full`` draws as many as
+``reference.classifier.evaluate_checkpoint`` does by default. It prints the expected time after the first UNet
+call and shows a progress bar; Ctrl-C ends it with one line (exit status 130).
+"""
 
 from __future__ import annotations
+
+import sys
+
+QUICK_PER_DIGIT = 5  # samples of each digit by default: 50 in all, a first look in seconds to a minute
+
+
+def full_per_digit() -> int:
+    """Samples of each digit with ``--full``: ``evaluate_checkpoint``'s own default."""
+    import inspect
+
+    from reference.classifier import evaluate_checkpoint
+
+    return inspect.signature(evaluate_checkpoint).parameters["samples_per_digit"].default
 
 
 def register(subparsers) -> None:
@@ -11,13 +29,17 @@ def register(subparsers) -> None:
         "project's MNIST classifier and compare them with held-out digits in its feature space.",
     )
     parser.add_argument("checkpoint", help="a folder written by `course train class-fm` or `class-ddpm`")
-    parser.add_argument("--per-digit", type=int, default=20, help="samples of each digit (default: 20)")
+    parser.add_argument("--per-digit", type=int, help=f"samples of each digit (default: {QUICK_PER_DIGIT}, a quick "
+                        "look; --full: the full evaluation)")
+    parser.add_argument("--full", action="store_true", help="the full evaluation: as many samples per digit as "
+                        "reference.classifier.evaluate_checkpoint draws by default")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--guidance", type=float, help="CFG scale γ (default: the checkpoint's, 5)")
     parser.add_argument("--num-ts", type=int, help="sampling steps (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, command_parser=parser)
 
 
 def format_report(result: dict) -> str:
@@ -34,13 +56,27 @@ def format_report(result: dict) -> str:
 def run(args) -> int:
     import json
 
+    from tqdm.auto import tqdm
+
+    from course.commands.train import INTERRUPTED, command_line
     from reference.classifier import evaluate_checkpoint
 
+    if args.per_digit is not None and args.full:
+        raise SystemExit("course evaluate: give --per-digit or --full, not both")
+    per_digit = args.per_digit or (full_per_digit() if args.full else QUICK_PER_DIGIT)
+    if not args.full and args.per_digit is None:
+        print(f"course evaluate: a quick look with {per_digit} samples per digit; --full draws {full_per_digit()}",
+              file=sys.stderr)
     try:
-        result = evaluate_checkpoint(args.checkpoint, samples_per_digit=args.per_digit, guidance=args.guidance,
-                                     num_ts=args.num_ts, seed=args.seed, device=args.device)
+        result = evaluate_checkpoint(args.checkpoint, samples_per_digit=per_digit, guidance=args.guidance,
+                                     num_ts=args.num_ts, seed=args.seed, device=args.device,
+                                     progress=not args.no_progress, log=lambda line: tqdm.write(line, file=sys.stderr))
     except ValueError as err:
         raise SystemExit(f"course evaluate: {err}") from None
+    except KeyboardInterrupt:
+        print(f"course evaluate: interrupted, nothing written; it keeps no partial state, so run it again: "
+              f"{command_line(args.command_parser, args)}", file=sys.stderr)
+        return INTERRUPTED
     print(format_report(result))
     if args.json_out:
         with open(args.json_out, "w") as handle:

@@ -1,10 +1,17 @@
 """``course train EXPERIMENT``: train a Part B model with the course defaults (reference.training).
 
-Every default comes from the experiment's config dataclass; an option left out keeps it.
+Every default comes from the experiment's config dataclass; an option left out keeps it. Ctrl-C ends the
+run with one line: the checkpoint's last whole epoch and the exact command that resumes (exit status 130).
 """
 
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+INTERRUPTED = 130  # exit status after Ctrl-C: 128 + SIGINT, as shells report it
 EXPERIMENT_NAMES = ("denoiser", "pure-noise", "time-fm", "class-fm", "time-ddpm", "class-ddpm")  # = training.EXPERIMENTS
 
 
@@ -34,7 +41,52 @@ def register(subparsers) -> None:
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last memory format")
     parser.add_argument("--preset", help="a named set of overrides from reference.training.PRESETS")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, command_parser=parser)
+
+
+def command_line(parser, args, drop=(), keep=(), flags=()) -> str:
+    """The shell command that repeats ``args`` of ``parser``: options at their defaults are left out unless named
+    in ``keep``, those named in ``drop`` too; then the ``flags`` not already there."""
+    words = parser.prog.split()
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        option = action.option_strings[-1] if action.option_strings else None
+        if action.dest == "help" or value is None or option in drop:
+            continue
+        if value == action.default and option not in keep:
+            continue
+        if option is None:  # a positional argument
+            words.append(str(value))
+        elif action.nargs == 0:  # a flag (store_true, store_false)
+            words.append(option)
+        else:
+            words += [option, str(value)]
+    return shlex.join(words + [f for f in flags if f not in words])
+
+
+def epochs_in_checkpoint(out: Path) -> int:
+    """How many whole epochs the checkpoint in ``out`` holds (0 without one): ``--resume`` starts after them."""
+    import torch
+
+    from reference.training import STATE
+
+    if not (out / STATE).exists():
+        return 0
+    state = torch.load(out / STATE, map_location="cpu", weights_only=True)
+    return len(state["history"]["epoch_losses"])
+
+
+def interrupted_line(args, config) -> str:
+    """One line after Ctrl-C: what the checkpoint holds and the command that continues from it."""
+    out = Path(config.out_dir)
+    done = epochs_in_checkpoint(out)
+    again = command_line(args.command_parser, argparse.Namespace(**{**vars(args), "out": str(out)}),
+                         flags=["--resume"])
+    if done == 0:
+        return f"course train: interrupted before the first epoch ended (no checkpoint yet); start again: {again}"
+    span = "epoch 1" if done == 1 else f"epochs 1-{done}"
+    return (f"course train: interrupted; the checkpoint in {out} holds {span} of {config.epochs}, "
+            f"resume restarts at epoch {done + 1}: {again}")
 
 
 def run(args) -> int:
@@ -54,6 +106,10 @@ def run(args) -> int:
         config = training.make_config(args.experiment, preset=args.preset, **overrides)
     except ValueError as err:
         raise SystemExit(f"course train: {err}") from None
-    result = training.train(config, resume=args.resume, progress=not args.no_progress)
+    try:
+        result = training.train(config, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(interrupted_line(args, config), file=sys.stderr)
+        return INTERRUPTED
     print(f"done: checkpoint and figures in {result['out_dir']}")
     return 0

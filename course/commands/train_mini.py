@@ -3,13 +3,40 @@
 With the default config and seed this reproduces the shipped weights in ``reference/digit_model``
 (bit-identical on the same machine, torch version and thread count; other CPUs or torch builds may
 differ in the last bits and so drift apart over training). ``--minutes`` stops early and keeps the
-checkpoint; ``--resume`` continues from it exactly where it stopped.
+checkpoint; ``--resume`` continues from it exactly where it stopped. Ctrl-C ends the run with one line: the
+step of the last checkpoint (written every ``DigitModelConfig.checkpoint_every`` steps) and the exact command
+that resumes from it (exit status 130).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+
+def checkpoint_step(out: Path) -> int | None:
+    """The step the digit model's checkpoint in ``out`` was written at, or None without one."""
+    import torch
+
+    path = out / "checkpoint.pt"
+    if not path.exists():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    except Exception:  # noqa: BLE001 - a checkpoint of another layout: say only that there is one
+        return -1
+
+
+def interrupted_line(args) -> str:
+    """One line after Ctrl-C: the checkpoint's step and the command that resumes from it."""
+    from course.commands.train import command_line
+
+    again = command_line(args.command_parser, args, drop=("--force",), keep=("--out",), flags=["--resume"])
+    step = checkpoint_step(Path(args.out))
+    if step is None:
+        return f"course train-mini: interrupted before the first checkpoint; start again: {again}"
+    where = f"its step {step}" if step >= 0 else "its last checkpoint"
+    return f"course train-mini: interrupted; resume continues from {where} ({Path(args.out) / 'checkpoint.pt'}): {again}"
 
 
 def run(args) -> int:
@@ -36,6 +63,11 @@ def run(args) -> int:
     except ValueError as err:
         print(f"course train-mini: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from course.commands.train import INTERRUPTED
+
+        print(interrupted_line(args), file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 
@@ -61,4 +93,4 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, command_parser=parser)
