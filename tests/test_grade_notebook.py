@@ -91,6 +91,27 @@ def test_deleted_renamed_and_broken_cells_are_reported_per_function():
     assert "syntax error on line 1" in got.problems["Conv"]
 
 
+def test_a_cell_python_cannot_parse_affects_only_its_own_function():
+    nested = "def forward(x):\n    return " + "-" * 200_000 + "x\n"  # MemoryError in the parser
+    long_sum = "class Conv:\n    size = 1" + " + 1" * 200_000 + "\n"  # RecursionError building the tree
+    for bad in (nested, long_sum):
+        nb = notebook(answer("forward", nested if bad is nested else "def forward(x):\n    return x\n"),
+                      answer("Conv", long_sum if bad is long_sum else "class Conv:\n    pass\n"))
+        got = extract(nb, GRADED, set())
+        broken = "forward" if bad is nested else "Conv"
+        assert "cannot be parsed" in got.problems[broken] and set(got.problems) == {broken}
+        assert got.found.keys() == {"forward", "Conv"}
+
+
+def test_nbgrader_metadata_that_is_not_a_mapping_affects_only_its_cell(tmp_path):
+    nb = notebook(answer("forward", "def forward(x):\n    return x\n"), new_code_cell("class Conv:\n    pass\n"))
+    nb.cells[1].metadata["nbgrader"] = "grade_id: Conv"  # a string, not a dict
+    path = tmp_path / "meta.ipynb"
+    path.write_text(json.dumps(nb))
+    got = extract(read_notebook(path), GRADED, set())
+    assert got.missing == [] and got.found["forward"] == "forward" and got.found["Conv"] == "Conv (cell 2)"
+
+
 def test_importing_the_grader_or_the_references_answers_is_refused():
     allowed = {("reference.denoise", "add_variance")}
     nb = notebook(
