@@ -28,7 +28,7 @@ from autograder.sandbox import Cell
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # larger files are refused (outputs of a long training run stay far below)
 KEPT_STATEMENTS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                    ast.AnnAssign)
-FORBIDDEN_PACKAGES = ("autograder",)  # the grader's package: importing it in a solution is refused
+FORBIDDEN_PACKAGES = ("autograder", "reference", "course")  # the instructors' packages: answers, hidden checks
 DEF_PATTERN = re.compile(r"^(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 
 
@@ -150,8 +150,13 @@ def kept_source(source: str, tree: ast.Module) -> str:
 
 
 def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | None:
-    """An import of the grader's package, or of a graded answer from the reference, if the cell has one."""
+    """An import of the instructors' packages (the reference's answers, the grader), if the cell has one: by an
+    import statement, or by a string naming one of them (``importlib.import_module("reference.denoise")``,
+    ``__import__``, ``sys.modules[...]``). The student's process cannot import them at run time either."""
     for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                node.value.split(".")[0] in FORBIDDEN_PACKAGES and node.value.replace(".", "").isidentifier():
+            return f"a reference to {node.value!r} at run time"
         if isinstance(node, ast.Import):
             for alias in node.names:
                 root = alias.name.split(".")[0]

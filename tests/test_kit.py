@@ -180,3 +180,53 @@ def test_solution_graded_cells_pass_every_public_check_with_the_kit_alone(part, 
     for cell in graded_checks(nb):
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
         assert text.startswith("\u2713"), (cell.id, text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers reached at run time score zero
+
+
+REACHES = {  # graded name → an answer that fetches the reference's instead of computing (Part B)
+    "add_noise": '''
+import importlib
+def add_noise(x, sigma, noise=None, generator=None):
+    return importlib.import_module("ref" + "erence.denoiser").add_noise(x, sigma, noise=noise, generator=generator)
+''',
+    "interpolate": '''
+def interpolate(x0, x1, t):
+    return __import__("".join(["refer", "ence.flow_matching"]), fromlist=["x"]).interpolate(x0, x1, t)
+''',
+    "flow_target": '''
+import sys
+def flow_target(x0, x1):
+    return sys.modules["reference.flow_matching".strip()].flow_target(x0, x1)
+''',
+    "pure_noise_loss": '''
+def pure_noise_loss(unet, x, generator=None):
+    helper_globals = denoise.__globals__  # the provided helper's module: the kit's, not the reference's
+    return helper_globals["sys"].modules["reference.denoiser"].pure_noise_loss(unet, x, generator=generator)
+''',
+    "denoiser_loss": '''
+from reference.denoiser import denoiser_loss as _theirs
+def denoiser_loss(unet, x, sigma=0.5, generator=None):
+    return _theirs(unet, x, sigma, generator)
+''',
+}
+
+
+def test_answers_that_reach_the_instructors_packages_score_zero(tmp_path):
+    from submission_kit import Rewrite, Submission, broken_by
+
+    from autograder.grade import grade_submission
+
+    submission = Submission("partB", tuple(Rewrite(name, "reaches the reference", source)
+                                           for name, source in REACHES.items()))
+    report = grade_submission(submission.write(tmp_path), kinds=("public",))
+    by_name = {o.test.name.split(":")[0]: o for o in report.outcomes}
+    for name in REACHES:
+        assert by_name[name].score == 0, (name, by_name[name].output)
+    assert "cannot import" in by_name["add_noise"].output and "instructors" in by_name["add_noise"].output
+    assert "does not provide" in by_name["denoiser_loss"].output  # refused before it runs
+    affected = set().union(*(broken_by("partB", name) for name in REACHES))  # they and their callers
+    untouched = [o for n, o in by_name.items() if n not in affected]
+    assert untouched and all(o.score == o.test.max_score for o in untouched)

@@ -451,6 +451,27 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+INSTRUCTOR_PACKAGES = ("reference", "autograder", "course")  # answers, hidden checks, the grader
+
+
+class InstructorPackages:
+    """A first finder on ``sys.meta_path`` that refuses the instructors' packages with a reason. Where the
+    kernel hides them (bubblewrap) they are not there anyway; this says why an import fails."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in INSTRUCTOR_PACKAGES:
+            raise ImportError(f"submitted code cannot import {name}: the course's answers and the grader stay "
+                              "with the instructors (only the student kit, fwd_kit, is available)", name=name)
+        return None
+
+
+def refuse_instructor_packages() -> None:
+    """Forget any instructor module already imported and refuse them from now on."""
+    for name in [m for m in sys.modules if m.split(".")[0] in INSTRUCTOR_PACKAGES]:
+        del sys.modules[name]
+    sys.meta_path.insert(0, InstructorPackages())
+
+
 def main(argv: list[str]) -> int:
     scratch, read_fd, write_fd = argv[0], int(argv[1]), int(argv[2])
     os.chdir(scratch)
@@ -471,6 +492,7 @@ def main(argv: list[str]) -> int:
     import fwd_kit.checks.fixtures  # noqa: F401 - Probe and SamplerNet, built by recipe
     import fwd_kit.grading.wire  # noqa: F401
 
+    refuse_instructor_packages()
     server = Server(scratch, config)
     for line in config.get("preamble", []):  # the assignment's own imports (trusted)
         try:
