@@ -23,13 +23,14 @@ import csv
 import html
 import io
 import json
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.compare import collecting_evidence
-from autograder.hidden import hidden_seed
+from autograder.hidden import ensure_secret, hidden_seed
 from autograder.notebook import (
     SubmissionError,
     extract,
@@ -145,6 +146,7 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
     from autograder.public import CHECKS
 
     semantic = semantic_checks() if "semantic" in kinds else {}
+    secret = ensure_secret(log=lambda line: print(line, file=sys.stderr)) if "hidden" in kinds else None
     letter = assignment.part[-1]
     tests = []
     checked = [n for n in assignment.graded if n in CHECKS]
@@ -156,7 +158,7 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
             number += 1
         if "hidden" in kinds:
             tests.append(Test(f"{letter}{i}.{number}", f"{name}: hidden inputs", name, "hidden", points,
-                              HIDDEN_VISIBILITY, hidden_seed(HIDDEN_RUN)))
+                              HIDDEN_VISIBILITY, hidden_seed(HIDDEN_RUN, secret)))
             number += 1
         if name in semantic:
             doc = (semantic[name].__doc__ or "semantic check").strip().splitlines()[0].rstrip(".").replace("``", "")
