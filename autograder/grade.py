@@ -23,6 +23,7 @@ import csv
 import html
 import io
 import json
+import os
 import sys
 import time
 import traceback
@@ -368,11 +369,14 @@ def all_tests(part: str, kinds, bundle) -> list[Test]:
 
 
 def grade_submission(path: str | Path, part: str | None = None, limits: Limits | None = None,
-                     kinds=("public", "hidden", "semantic"), total_s: float = 900.0, bundle=None) -> Report:
+                     kinds=("public", "hidden", "semantic"), total_s: float = 900.0, bundle=None,
+                     progress=None) -> Report:
     """Grade one submission; never raises for anything the submission does.
 
     bundle: the full reference bundle of ``course bundle`` (Part A): the submission's artifacts file
     (:data:`ARTIFACTS_FILE`, beside the notebook) is compared with it, one test per entry.
+    progress: called with a provisional :class:`Report` after every test (the tests done so far, the others
+    "not run", and a line saying the grading was cut short), so that a kill still leaves results.
     """
     begin = time.perf_counter()
     path = Path(path)
@@ -409,6 +413,8 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
             outcome = run_test(test, sandbox, extracted.found, extracted.problems, extracted.missing,
                                assignment.classes)
             outcomes.append(outcome)
+            if progress is not None:
+                progress(provisional_report(path, part, outcomes, tests, seconds))
         printed = sandbox.output_tail(1500)
     finally:
         sandbox.close()
@@ -429,6 +435,14 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     if printed.strip():
         notes.append(f"What your code printed while being graded (last lines):\n{printed}")
     return Report(str(path), part, outcomes, "\n".join(notes), seconds)
+
+
+def provisional_report(path, part: str, done: list[Outcome], tests: list[Test], seconds: dict) -> Report:
+    """What is known mid-grading: the tests done, the rest "not run", and why the run may have ended early."""
+    cut = (f"Grading was cut short after {len(done)} of {len(tests)} tests (the grader was stopped, or ran out "
+           "of time or memory): the tests below that say \"not run\" were never started. Tell the course staff.")
+    rest = [Outcome(t, 0.0, "failed", "Not run: grading was cut short before this test.") for t in tests[len(done):]]
+    return Report(str(path), part, list(done) + rest, cut, dict(seconds))
 
 
 def crashed_report(path: str | Path, part: str | None, message: str, kinds=("public", "hidden", "semantic"),
@@ -458,9 +472,16 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
-    results.write_text(json.dumps(finite_json(report.results()), indent=2, ensure_ascii=False), encoding="utf-8")
-    (out_dir / "feedback.html").write_text(feedback_html(report), encoding="utf-8")
+    _atomic_text(results, json.dumps(finite_json(report.results()), indent=2, ensure_ascii=False))
+    _atomic_text(out_dir / "feedback.html", feedback_html(report))
     return results
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a kill never leaves half a results file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def feedback_html(report: Report) -> str:
@@ -510,7 +531,8 @@ def write_summary(reports: list[Report], path: str | Path) -> Path:
 def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds, bundle=None) -> Report:
     """Grade one submission and write its files; a failure of the grader itself is written down too."""
     try:
-        report = grade_submission(path, part, limits, kinds, bundle=bundle)
+        report = grade_submission(path, part, limits, kinds, bundle=bundle,
+                                  progress=lambda partial: write_report(partial, out_dir))
     except Exception as err:  # noqa: BLE001 - the batch goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         report = crashed_report(path, part, f"The grader failed on this submission ({detail}); "

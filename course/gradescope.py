@@ -260,7 +260,8 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
         return results
     submission = root / "submission"
     try:
-        report = grade_submission(submission, settings.part, settings.limits(), settings.tests, settings.total_s)
+        report = grade_submission(submission, settings.part, settings.limits(), settings.tests, settings.total_s,
+                                  progress=lambda partial: write_report(partial, results.parent))
     except Exception as err:  # noqa: BLE001 - the grader's own failure, written down like a crash of a batch
         report = crashed_report(submission, settings.part, f"The grader failed on this submission "
                                 f"({type(err).__name__}: {err}); please tell the course staff.")
