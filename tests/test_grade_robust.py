@@ -276,3 +276,20 @@ def test_the_grader_replays_a_bounded_number_of_recorded_calls():
         check_replay_budget({"m0": [record] * 151}, tensors)
     with pytest.raises(SandboxFailure, match="times"):
         check_replay_budget({"m0": [{"args": {"list": []}}] * 5000}, {})
+
+
+def test_what_the_code_prints_during_hidden_tests_is_left_out_of_its_output(tmp_path):
+    """Printing the inputs of a hidden test would reveal them: that part of the output is never shown."""
+    from autograder.sandbox import Sandbox
+
+    sandbox = Sandbox([], [])
+    sandbox.private = str(tmp_path)
+    output = tmp_path / "output.txt"
+    output.write_text("public 1\n")
+    with sandbox.hidden_output():
+        with open(output, "a") as f:
+            f.write("hidden input 0.1234\n")
+    with sandbox.hidden_output(False), open(output, "a") as f:
+        f.write("public 2\n")
+    tail = sandbox.output_tail()
+    assert "public 1" in tail and "public 2" in tail and "0.1234" not in tail and "hidden tests" in tail

@@ -164,18 +164,31 @@ def plant_secrets(folder: Path) -> dict:
     return dict({k: str(v) for k, v in paths.items()}, drop=str(drop))
 
 
-def hostile_notebook(values: dict, names=tuple(HOSTILE), keep_others: bool = True):
-    """The Part B solution with the answer cells of ``names`` replaced by attacks (the others kept, or
-    emptied with ``keep_others=False`` to make a small, quick submission)."""
+LEAKED_THREAD = '''
+    import threading, time
+    def _spoil():  # outlives the call: every later subtraction in this process returns its first operand
+        while True:
+            torch.Tensor.__sub__ = lambda a, b: a
+            time.sleep(0.01)
+    threading.Thread(target=_spoil, daemon=True).start()
+'''
+
+
+def hostile_notebook(values: dict, names=tuple(HOSTILE), keep=None, leak: bool = False):
+    """The Part B solution with the answer cells of ``names`` replaced by attacks; with ``keep``, only those
+    other answer cells kept (a small, quick submission); with ``leak``, ``add_noise`` also leaves a thread
+    behind that breaks torch's subtraction (later tests must not notice: flow_target is ``x1 - x0``)."""
     nb = solution_notebook("partB")
     for name in names:
         cell = answer_cell(nb, name)
-        cell.source = PRELUDE.replace("MARK", SLEEPER_MARK) + textwrap.dedent(HOSTILE[name]).format(
-            mark=SLEEPER_MARK, **values)
-    if not keep_others:
+        source = textwrap.dedent(HOSTILE[name])
+        if leak and name == "add_noise":
+            source = source.replace("    raise RuntimeError", LEAKED_THREAD.strip("\n") + "\n    raise RuntimeError")
+        cell.source = PRELUDE.replace("MARK", SLEEPER_MARK) + source.format(mark=SLEEPER_MARK, **values)
+    if keep is not None:
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("solution") and meta.get("grade_id") not in names:
+            if cell.cell_type == "code" and meta.get("solution") and meta.get("grade_id") not in set(names) | set(keep):
                 cell.source = ""
     return nb
 
@@ -240,7 +253,7 @@ def grade_hostile_batch(root: Path) -> dict:
                   checks=str(Path(autograder.grade.__file__).resolve()))
     hostile = root / "hostile" / "partB.ipynb"
     hostile.parent.mkdir()
-    nbformat.write(hostile_notebook(values, keep_others=False), hostile)  # only the attacks: quick
+    nbformat.write(hostile_notebook(values, keep=()), hostile)  # only the attacks: quick
     begin = time.perf_counter()
     reports = grade_batch([neighbour.parent, hostile.parent], out, part="partB", jobs=2, limits=LIMITS,
                           kinds=("public",), log=lambda *_: None)
@@ -303,17 +316,18 @@ reports = grade_batch([sys.argv[1]], sys.argv[2], part="partB", limits=Limits(ca
 '''
 
 
-def small_hostile_submission(root: Path) -> Path:
-    """Three hostile functions, the other answer cells left empty (a quick grading)."""
+def small_hostile_submission(root: Path, leak: bool = False) -> Path:
+    """Three hostile functions and one correct one, the other answer cells left empty (a quick grading)."""
     values = dict(plant_secrets(root / "secrets"), port=Listener().port, out=str(root / "out"),
                   neighbour="/nonexistent", checks=str(Path(autograder.grade.__file__).resolve()))
     hostile = root / "hostile" / "partB.ipynb"
     hostile.parent.mkdir()
-    nbformat.write(hostile_notebook(values, SMALL, keep_others=False), hostile)
+    nbformat.write(hostile_notebook(values, SMALL, keep=KEPT, leak=leak), hostile)
     return hostile.parent
 
 
 SMALL = ("add_noise", "ddpm_schedule", "interpolate")  # the attacks of the quick gradings
+KEPT = ("flow_target",)  # a correct answer graded after add_noise's leaked thread (it must pass)
 WITHOUT_BWRAP = """
 import dataclasses, sys
 from autograder import isolation
@@ -331,7 +345,7 @@ write_report(report, sys.argv[2])
 def fallback_run(open_folder):
     """A quick grading with bubblewrap switched off (seccomp, Landlock, the audit hook only), started at once."""
     root = open_folder("hostile-fallback")
-    folder = small_hostile_submission(root)
+    folder = small_hostile_submission(root, leak=True)  # here only: each leak costs a fresh process
     process = subprocess.Popen([sys.executable, "-c", WITHOUT_BWRAP, str(folder), str(root / "out")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
@@ -352,10 +366,8 @@ def test_without_bubblewrap_seccomp_and_landlock_still_refuse_the_attacks(fallba
         output = outputs_of(results, name)
         for attack in ATTACKS[name]:
             assert f"{attack}: refused" in output, (attack, output)
-    text = written_text(fallback_run["out"])
-    for leak in LEAKS:
-        assert leak not in text, leak
-    assert "test: no bubblewrap" in log and sleepers() == []
+    assert_small_grading_unharmed(results, fallback_run["out"])
+    assert "test: no bubblewrap" in log
 
 
 def test_hidden_packages_inside_a_read_only_root_are_masked(monkeypatch):
@@ -368,6 +380,17 @@ def test_hidden_packages_inside_a_read_only_root_are_masked(monkeypatch):
     assert f"--tmpfs {site}/autograder" in args and f"--tmpfs {site}/reference" in args
     assert "/src/course" not in args  # not bound at all
     assert "--unshare-all" in args and "--die-with-parent" in args and "--tmpfs /scratch" in args
+
+
+def assert_small_grading_unharmed(results: dict, out: Path) -> None:
+    """No secret in the outputs, no process left, and the correct answer passed (after the thread add_noise
+    leaked, in the fallback grading)."""
+    text = written_text(out)
+    for leak in LEAKS:
+        assert leak not in text, leak
+    assert sleepers() == []
+    assert all(t["status"] == "passed" for t in results["tests"] if t["name"].startswith(KEPT)), outputs_of(
+        results, KEPT[0])
 
 
 def nobody_command(root: Path) -> list[str] | None:
@@ -427,9 +450,7 @@ def test_as_an_unprivileged_grader_the_attacks_fail_too(nobody_batch):
         output = outputs_of(results, name)
         for attack in ATTACKS[name]:
             assert f"{attack}: refused" in output, (attack, output)
-    text = written_text(nobody_batch["out"])
-    for leak in LEAKS:
-        assert leak not in text, leak
+    assert_small_grading_unharmed(results, nobody_batch["out"])
     assert "sandbox: " in nobody_batch["log"]  # the layers, said once on stderr
     assert nobody_batch["log"].count("sandbox: ") == 1
     assert sleepers() == []
