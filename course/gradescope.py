@@ -169,6 +169,7 @@ RESULTS="$ROOT/results/results.json"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 CUDA_VISIBLE_DEVICES="" MPLBACKEND=Agg
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export FWD_HIDDEN_SECRET_FILE="$ROOT/source/hidden_secret"  # the offering's hidden inputs (course gradescope)
+export FWD_GRADER_EXPECTATIONS="$ROOT/source/grader_expectations.safetensors"  # the reference's results on them
 mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 "$PYTHON" -m course.gradescope --root "$ROOT"
@@ -201,8 +202,11 @@ def add_file(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool 
 def build_autograder_zip(out: str | Path, settings: GradescopeSettings | None = None,
                          repo_root: str | Path | None = None, secret: str | None = None) -> Path:
     """Write the zip to upload as Gradescope's "Autograder": setup.sh, run_autograder, gradescope.json, the
-    course wheel and ``hidden_secret`` (the offering's secret, :mod:`autograder.hidden`: by default the
-    instructor's, so that ``course grade`` and Gradescope agree), all at the zip's root. Returns its path."""
+    course wheel, ``hidden_secret`` (the offering's secret, :mod:`autograder.hidden`: by default the
+    instructor's, so that ``course grade`` and Gradescope agree) and ``grader_expectations.safetensors``
+    (the reference's results on the public and hidden inputs, :mod:`autograder.expectations`), all at the
+    zip's root. Returns its path."""
+    from autograder.expectations import cache_path, load_or_build
     from autograder.hidden import ensure_secret
     from course.notebooks.build import REPO_ROOT
 
@@ -223,7 +227,11 @@ def build_autograder_zip(out: str | Path, settings: GradescopeSettings | None = 
             add_file(archive, "run_autograder", RUN_AUTOGRADER.encode(), True)
             add_file(archive, SETTINGS_FILE, (json.dumps(asdict(settings), indent=2) + "\n").encode())
             add_file(archive, wheel.name, wheel.read_bytes())
-            add_file(archive, "hidden_secret", ((secret or ensure_secret(log=print)) + "\n").encode())
+            secret = secret or ensure_secret(log=print)
+            add_file(archive, "hidden_secret", (secret + "\n").encode())
+            stored = load_or_build(secret, log=print)  # computed here once, not for every submission
+            if stored is not None:
+                add_file(archive, "grader_expectations.safetensors", cache_path(secret).read_bytes())
     return out
 
 

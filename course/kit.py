@@ -22,23 +22,12 @@ from pathlib import Path
 import torch
 
 import fwd_kit
+from autograder.expectations import reference_answer
 from fwd_kit import expected
 
 KIT_DIR = Path(fwd_kit.__file__).resolve().parent
 KIT_DIST_NAME = "fun-with-diffusion-kit"
-REFERENCE_MODULES = ("denoise", "editing", "illusions", "unet", "denoiser", "flow_matching", "ddpm")
 INSTRUCTOR_PACKAGES = ("reference", "autograder", "course")  # never importable from the kit
-
-
-def reference_answer(name: str):
-    """The reference's function or class for graded name ``name``."""
-    import importlib
-
-    for module in REFERENCE_MODULES:
-        obj = getattr(importlib.import_module(f"reference.{module}"), name, None)
-        if obj is not None:
-            return obj
-    raise KeyError(f"no reference answer named {name!r}")
 
 
 def graded_names() -> tuple[str, ...]:

@@ -10,6 +10,8 @@ reaches it through :func:`reference`, a stand-in for a module of the instructors
   inputs, found by the inputs' fingerprint (shapes, dtypes and weighted sums of every tensor, the
   state of every generator, the other arguments as they are). Only the notebooks' own inputs (check
   seed 0) are stored; a check run on other inputs says that those are the graders'.
+- **cached** — the grader's mode: a stored result when there is one (the grader's own file also holds
+  the hidden seeds' results, see ``autograder.expectations``), else the live reference.
 
 The stored file ``data/expectations.safetensors`` holds the results as tensors and, in its metadata, a
 manifest: for every check the calls in the order they were made (label, fingerprint, result), and how
@@ -47,14 +49,21 @@ class MissingExpectation(RuntimeError):
 # ---------------------------------------------------------------------------------------------------
 # Where the checks stand: which check runs, live or replay, recording or not
 
-_state = {"check": None, "seed": 0, "force": None, "tape": None, "stored": None}
+_state = {"check": None, "seed": 0, "force": None, "tape": None, "stored": None, "record_seeds": (0,),
+          "hits": 0, "misses": 0}
+_MISSING = object()
 
 
 def live() -> bool:
     """True where the instructors' ``reference`` package is importable (unless a test forces a mode)."""
     if _state["force"] is not None:
-        return _state["force"] == "live"
+        return _state["force"] in ("live", "cached")
     return _reference_installed()
+
+
+def tape_key(check: str, seed: int) -> str:
+    """Where a check's calls are stored: its name at seed 0 (the kit's), ``name@seed`` otherwise."""
+    return check if seed == 0 else f"{check}@{seed}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,9 +91,10 @@ def running(check: str, seed: int):
 
 @contextlib.contextmanager
 def forced(mode: str, stored: dict | None = None):
-    """Force ``"live"`` or ``"replay"`` (tests, ``course release``); ``stored`` replaces the kit's file."""
-    if mode not in ("live", "replay"):
-        raise ValueError(f"mode must be 'live' or 'replay', but got {mode!r}.")
+    """Force ``"live"``, ``"replay"`` or ``"cached"`` (tests, ``course release``, the grader); ``stored``
+    replaces the kit's file."""
+    if mode not in ("live", "replay", "cached"):
+        raise ValueError(f"mode must be 'live', 'replay' or 'cached', but got {mode!r}.")
     previous = _state["force"], _state["stored"]
     _state["force"] = mode
     if stored is not None:
@@ -96,16 +106,18 @@ def forced(mode: str, stored: dict | None = None):
 
 
 @contextlib.contextmanager
-def recording():
-    """Run live and keep every reference call of a seed-0 check; yields the tape {check: [entries]}."""
+def recording(seeds=(0,)):
+    """Run live and keep every reference call of a check run at one of ``seeds``; yields the tape
+    {tape_key(check, seed): [entries]}."""
     tape: dict[str, list] = {}
+    _state["record_seeds"] = tuple(seeds)
     previous = _state["tape"]
     _state["tape"] = tape
     try:
         with forced("live"):
             yield tape
     finally:
-        _state["tape"] = previous
+        _state["tape"], _state["record_seeds"] = previous, (0,)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -187,10 +199,16 @@ class ReferenceFunction:
         key = fingerprint([list(args), dict(sorted(kwargs.items()))])
         if not live():
             return _replay(self.label, key)
+        if _state["force"] == "cached":
+            found = _lookup(self.label, key)
+            if found is not _MISSING:
+                _state["hits"] += 1
+                return found
+            _state["misses"] += 1
         result = self.target()(*_unwrap(args), **_unwrap(kwargs))
         tape = _state["tape"]
-        if tape is not None and _state["check"] is not None and _state["seed"] == 0:
-            entries = tape.setdefault(_state["check"], [])
+        if tape is not None and _state["check"] is not None and _state["seed"] in _state["record_seeds"]:
+            entries = tape.setdefault(tape_key(_state["check"], _state["seed"]), [])
             if not any(e["label"] == self.label and same(e["key"], key) for e in entries):
                 entries.append({"label": self.label, "key": key, "result": _detach(result)})
         return result
@@ -291,23 +309,36 @@ def load(path: str | Path = EXPECTATIONS) -> dict:
     return {"manifest": json.loads(meta["manifest"]), "checks": json.loads(meta["checks"]), "tensors": tensors}
 
 
+def counts() -> dict:
+    """How many reference calls the cached mode answered from the stored file, and how many it computed."""
+    return {"hits": _state["hits"], "misses": _state["misses"]}
+
+
 def _stored() -> dict:
     if _state["stored"] is None:
         _state["stored"] = load()
     return _state["stored"]
 
 
-def _replay(label: str, key):
+def _lookup(label: str, key):
+    """The stored result of ``label`` on inputs ``key`` in the running check, or _MISSING."""
     from fwd_kit.grading.wire import Decoder
 
+    stored = _stored()
+    for entry in stored["checks"].get(tape_key(_state["check"], _state["seed"]), []):
+        if entry["label"] == label and same(entry["key"], key):
+            return Decoder(stored["tensors"]).decode(entry["result"])
+    return _MISSING
+
+
+def _replay(label: str, key):
     check = _state["check"]
     if check is None:
         raise MissingExpectation(f"reference.{label} is not in the kit: it is called only inside a public check.")
-    stored = _stored()
-    for entry in stored["checks"].get(check, []):
-        if entry["label"] == label and same(entry["key"], key):
-            return Decoder(stored["tensors"]).decode(entry["result"])
-    manifest = stored["manifest"]
+    found = _lookup(label, key)
+    if found is not _MISSING:
+        return found
+    manifest = _stored()["manifest"]
     raise MissingExpectation(
         f"{check}: the kit holds no expected value of {label} for these inputs. The check's inputs are made "
         f"afresh on your machine (torch {torch.__version__}); the stored ones were made with torch "

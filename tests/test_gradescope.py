@@ -67,7 +67,8 @@ def test_zip_holds_the_scripts_the_settings_and_the_course_wheel(autograder_zip)
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in archive.infolist()}
         wheels = [n for n in names if n.endswith(".whl")]
         assert len(wheels) == 1 and wheels[0].startswith("fun_with_diffusion-")
-        assert set(names) == {"setup.sh", "run_autograder", "gradescope.json", "hidden_secret", wheels[0]}  # at the root
+        assert set(names) == {"setup.sh", "run_autograder", "gradescope.json", "hidden_secret",
+                              "grader_expectations.safetensors", wheels[0]}  # all at the root
         assert archive.read("hidden_secret").decode().strip() == os.environ["FWD_HIDDEN_SECRET"]  # the offering's
         setup = archive.read("setup.sh").decode()
         settings = json.loads(archive.read("gradescope.json"))
