@@ -1,18 +1,10 @@
-"""Artifacts: what a student's Part A functions computed on their own GPU, judged against a reference bundle.
+"""Judging a student's Part A artifacts (their functions' outputs on their GPU) against a reference bundle.
 
-The grader runs on a CPU and cannot run DeepFloyd IF. Instead, the notebook's last cell runs the
-student's functions on the fixed inputs of a bundle (``course bundle``, see :mod:`course.bundle`) on
-whatever device and dtype the student's UNet has, and saves the results::
-
-    from fwd_kit.artifacts import export_artifacts
-    export_artifacts(globals(), "partA_bundle.safetensors", stage_1.unet, stage_1.scheduler,
-                     "partA_artifacts.safetensors")
-
-The grader then calls ``compare_artifacts("partA_artifacts.safetensors", FULL_BUNDLE)``: one result per
-entry (passed, largest error, tolerance, a message phrased as a question). Artifacts made with another
-model or from other inputs are rejected with a message; a missing or damaged file gives every entry a
-message, never an exception. Tolerances are the looser of the bundle's and those of the artifacts'
-device and dtype.
+The export runs in the student's notebook (:func:`fwd_kit.artifacts.export_artifacts`); here
+``compare_artifacts(artifacts_path, full_bundle_path)`` gives one result per entry (passed, largest error,
+tolerance, a message phrased as a question). Artifacts made with another model or from other inputs are
+rejected with a message; a missing or damaged file gives every entry a message, never an exception.
+Tolerances are the looser of the bundle's and those of the artifacts' device and dtype.
 
 Time convention (Part A, DDPM): t = 0 is clean, t = 999 is the noisiest timestep.
 """

@@ -1,32 +1,12 @@
-"""Reference bundles for Part A (instructors): build the bundle — the reference run on the kit's fixed inputs and seeds.
+"""Reference bundles for Part A (instructors): the reference run on fixed inputs and seeds, saved to a file.
 
-Students run Part A on a GPU with DeepFloyd IF, which no grading machine has. A *bundle* holds fixed
-inputs and the reference's outputs on them (made by the instructor with ``course bundle`` on the same
-model, device and dtype the students use); the notebook's last cell runs the student's functions on the
-same inputs (``autograder.artifacts.export_artifacts``) and the grader compares the two files
-(``autograder.artifacts.compare_artifacts``).
+``build_bundle`` makes the inputs on the CPU from one seed (``make_inputs``), runs the reference on every
+entry of the format that :mod:`fwd_kit.bundle` defines (calls, seeds, tolerances, file layout — shared with
+the student kit, whose ``export_artifacts`` runs the student's functions on the same inputs), and writes the
+bundle; ``write_inputs_only`` is the copy students receive. See :mod:`fwd_kit.bundle` for how inputs, noise
+and tolerances stay comparable across devices and dtypes.
 
 Time convention (Part A, DDPM): t = 0 is clean, t = 999 is the noisiest timestep.
-
-Determinism across devices:
-
-- Every input is made on the CPU in float32 with one seeded CPU ``torch.Generator`` and stored in the file;
-  both sides move it to the model's device and dtype, so a CUDA run and a CPU run start from the same values.
-- Entries that draw noise (the loops) get a fresh CPU generator seeded with the entry's seed. The course's
-  ``gaussian_noise`` (used by ``forward``, ``add_variance`` and the loops) draws on the generator's device and
-  moves the draw, so the noise is the same on every device. Limitation: code that draws on the model's
-  device (``torch.randn(..., generator=g, device="cuda")``) cannot take a CPU generator and fails that entry;
-  the message says how to draw. Noise drawn in float16 equals float32 noise rounded to float16 when the
-  tensor has a multiple of 16 elements (every image shape here), so loops stay comparable across dtypes.
-- Tolerances depend on the device and dtype (CUDA float32 may run convolutions in TF32, so it is judged as
-  float16) and on the kind of entry: a formula, one UNet call (one-step estimates, CFG, one denoising,
-  anagram or hybrid step), or a loop of a few steps, where rounding accumulates and up to 1% of the values
-  may fall outside. The factors leave 2-5× headroom over what float16 on a CPU measured against this
-  float32 reference on the digit model (largest error / tolerance: formulas 0.18, UNet calls 0.27, loops
-  0.45, 0.22 at the 1% allowance); float16 runs on two GPUs should differ less than float16 from float32.
-
-File format: safetensors with tensors ``input/<name>`` and ``output/<entry>``, and the manifest (JSON) in
-the metadata key ``manifest``. A copy without outputs (``write_inputs_only``) is what students receive.
 """
 
 from __future__ import annotations

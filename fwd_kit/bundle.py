@@ -3,7 +3,7 @@
 Students run Part A on a GPU with DeepFloyd IF, which no grading machine has. A *bundle* holds fixed
 inputs and the reference's outputs on them (made by the instructor with ``course bundle`` on the same
 model, device and dtype the students use); the notebook's last cell runs the student's functions on the
-same inputs (``autograder.artifacts.export_artifacts``) and the grader compares the two files
+same inputs (``fwd_kit.artifacts.export_artifacts``) and the grader compares the two files
 (``autograder.artifacts.compare_artifacts``).
 
 Time convention (Part A, DDPM): t = 0 is clean, t = 999 is the noisiest timestep.
