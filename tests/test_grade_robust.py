@@ -146,7 +146,8 @@ EXPECTED = {  # graded name → a fragment of the message of its public test
     "class_fm_forward": "File too large",
     "time_fm_sample": "signal 9",
     "ConvBlock": "syntax error on line 2",
-    "time_fm_forward": ("no module named 'autograder'",  # not even visible (bubblewrap), else refused
+    "time_fm_forward": ("imports code the assignment does not provide",  # refused when reading the notebook,
+                        "no module named 'autograder'",  # else not even visible (bubblewrap), else refused
                         "only the scratch folder is yours"),
     "ddpm_forward": "your loss is nan",
     "ddpm_sample": "Does each step",

@@ -114,6 +114,19 @@ def ddpm_schedule(beta1=1e-4, beta2=0.02, num_ts=300):
     _attempt(log, "native environ", lambda: bytes(torch.from_file(f"/proc/{{os.getppid()}}/environ", size=64,
              dtype=torch.uint8)))
     _attempt(log, "hidden checks", lambda: open("{checks}").read()[:40])
+    def _through_tracebacks():  # the hook's own frame, from the traceback of an error it raised
+        try:
+            open("/etc/passwd")
+        except PermissionError as err:
+            tb = err.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        frame = tb.tb_frame
+        for scope in [frame.f_globals] + [getattr(v, "__globals__", {{}}) for v in frame.f_locals.values()]:
+            scope.setdefault("__builtins__", {{}})["type"] = lambda value: int  # "every path is a descriptor"
+            scope["__builtins__"]["PermissionError"] = lambda message: None
+        return open("/etc/passwd").read()
+    _attempt(log, "traceback frames", _through_tracebacks)
     _attempt(log, "passwd", lambda: open("/etc/passwd").read())
     raise RuntimeError("HOSTILE " + " | ".join(log))
 ''',
@@ -123,7 +136,7 @@ ATTACKS = {  # graded name → the attack labels its test output must show refus
     "flow_target": ["_socket", "TCPStore"],
     "add_noise": ["safetensors secret", "from_file secret", "torch.load secret", "torch.save out", "forge neighbour",
                   "torch.save tmp", "open out", "neighbour", "neighbour native"],
-    "ddpm_schedule": ["gc hook", "code swap", "parent environ", "pid 1 environ", "dir_fd environ", "dir_fd scratch",
+    "ddpm_schedule": ["gc hook", "code swap", "traceback frames", "parent environ", "pid 1 environ", "dir_fd environ", "dir_fd scratch",
                       "native environ", "hidden checks", "passwd"],
 }
 LEAKS = (SECRET, NEIGHBOUR_MARK, "root:x:0:0", "SUCCEEDED", "FORGED", str(int(SECRET_VALUE)))

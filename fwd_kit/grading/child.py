@@ -124,13 +124,14 @@ def _inside(path: str, roots: tuple) -> bool:
     return False
 
 
-def _allowed(path, write: bool, scratch: str, read_roots: tuple, denied: tuple, normalize, inside) -> bool:
-    kind = type(path)
-    if kind is int:
+def _allowed(path, write: bool, scratch: str, read_roots: tuple, denied: tuple, normalize, inside, _type,
+             _str, _bytes, _int) -> bool:
+    kind = _type(path)
+    if kind is _int:
         return True  # an already open file descriptor (the kernel layers judge it)
-    if kind is bytes:
+    if kind is _bytes:
         path = path.decode("utf-8", "surrogateescape")
-    elif kind is not str:
+    elif kind is not _str:
         return False  # never call a method of an object the student's code made
     real = normalize(path, scratch)
     if inside(real, denied):
@@ -139,36 +140,38 @@ def _allowed(path, write: bool, scratch: str, read_roots: tuple, denied: tuple, 
 
 
 def _hook(event, args, scratch=None, read_roots=(), denied=(), allowed=None, blocked=(), no_import=(),
-          frozen=(), path_events=(), write_flags=0):
-    """The audit hook's body; its state arrives as immutable default arguments (see :func:`make_audit_hook`)."""
+          frozen=(), path_events=(), write_flags=0, _type=type, _len=len, _tuple=tuple, _error=PermissionError,
+          _str=str, _bytes=bytes, _int=int):
+    """The audit hook's body. Its state and the builtins it uses arrive as default arguments and it looks up
+    no global name: a frame or function of the hook that the student's code reaches (a traceback's frames)
+    holds nothing it could change (defaults are immutable; replacing them is an audited, refused event)."""
     if event.startswith(blocked):
-        raise PermissionError(f"the grader does not allow {event} in submitted code")
-    if event == "import" and args and type(args[0]) is str and args[0].startswith(no_import):
-        raise PermissionError(f"the grader does not allow importing {args[0]} (no new processes)")
-    if event == "object.__setattr__" and len(args) > 1 and type(args[1]) is str and args[1] in frozen:
-        raise PermissionError(f"the grader does not allow replacing a function's {args[1]}")
+        raise _error(f"the grader does not allow {event} in submitted code")
+    if event == "import" and args and _type(args[0]) is _str and args[0].startswith(no_import):
+        raise _error(f"the grader does not allow importing {args[0]} (no new processes)")
+    if event == "object.__setattr__" and _len(args) > 1 and _type(args[1]) is _str and args[1] in frozen:
+        raise _error(f"the grader does not allow replacing a function's {args[1]}")
     if event == "open":
-        path, mode, flags = (tuple(args) + (None, None, None))[:3]
-        write = (type(mode) is str and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) or \
-            (type(flags) is int and (flags & write_flags) != 0 and mode is None)
+        path, mode, flags = (_tuple(args) + (None, None, None))[:3]
+        write = (_type(mode) is _str and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) or \
+            (_type(flags) is _int and (flags & write_flags) != 0 and mode is None)
         if not allowed(path, write, scratch, read_roots, denied):
-            raise PermissionError(f"the grader does not allow opening {path!r}"
-                                  f"{' for writing' if write else ''}: only the scratch folder is yours")
+            shown = path if _type(path) is _str or _type(path) is _bytes else "a path-like object"  # no student repr
+            raise _error(f"the grader does not allow opening {shown!r}"
+                         f"{' for writing' if write else ''}: only the scratch folder is yours")
     elif event in path_events:
         for path in args[:2]:
-            if type(path) in (str, bytes) and not allowed(path, event not in ("os.listdir", "os.scandir"),
-                                                          scratch, read_roots, denied):
-                raise PermissionError(f"the grader does not allow {event} on {path!r}")
+            if (_type(path) is _str or _type(path) is _bytes) and not allowed(
+                    path, event != "os.listdir" and event != "os.scandir", scratch, read_roots, denied):
+                raise _error(f"the grader does not allow {event} on {path!r}")
 
 
 def _private(function, defaults: tuple):
-    """A copy of ``function`` with its own globals (a snapshot of the builtins only) and ``defaults``: the
-    student's code can patch neither this module nor ``builtins`` to change what it does."""
-    import builtins
+    """A copy of ``function`` with ``defaults`` and empty globals (no builtins either): it depends on nothing
+    the student's code could patch, and a global name it used by mistake would fail closed (NameError)."""
     import types
 
-    private_globals = {"__builtins__": dict(vars(builtins))}
-    return types.FunctionType(function.__code__, private_globals, function.__name__, defaults)
+    return types.FunctionType(function.__code__, {"__builtins__": {}}, function.__name__, defaults)
 
 
 def make_audit_hook(scratch: str, read_roots, denied):
@@ -178,9 +181,9 @@ def make_audit_hook(scratch: str, read_roots, denied):
     denied = tuple(os.path.realpath(d) for d in denied)
     normalize = _private(_normalize, ())
     inside = _private(_inside, ())
-    allowed = _private(_allowed, (normalize, inside))
+    allowed = _private(_allowed, (normalize, inside, type, str, bytes, int))
     return _private(_hook, (scratch, read_roots, denied, allowed, BLOCKED_EVENTS, NO_IMPORT, FROZEN_ATTRIBUTES,
-                            PATH_EVENTS, WRITE_FLAGS))
+                            PATH_EVENTS, WRITE_FLAGS, type, len, tuple, PermissionError, str, bytes, int))
 
 
 def vm_size() -> int:
