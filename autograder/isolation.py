@@ -253,6 +253,11 @@ def host() -> Host:
     if not abi and not mode:
         notes.append("the kernel has no Landlock: files outside the scratch folder are guarded by "
                      "permissions and the audit hook only")
+    if drop_uid and not mode and not abi:
+        readable = [d for d in hidden_dirs() if os.stat(d).st_mode & 0o005]
+        if readable:
+            notes.append(f"{', '.join(readable)} can be read by uid {SANDBOX_UID} (no bubblewrap, no Landlock "
+                         "here): chmod -R o-rwx them")
     if not size_option and mode:
         notes.append("this bwrap has no --size option: the scratch tmpfs is capped by memory only")
     return Host(root, mode, bwrap_path, size_option, drop_uid, seccomp, abi, tuple(notes))
