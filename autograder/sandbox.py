@@ -181,6 +181,7 @@ class Sandbox:
     def _start_once(self) -> bool:
         """One start; False when a cell hung and was added to ``skipped`` (start again)."""
         self.kill()
+        self._time_left(self.limits.start_s)  # past the submission's deadline: no new process
         self._remove_folders(keep_output=True)
         self.private = self.private or tempfile.mkdtemp(prefix="fwd-sandbox-")  # output kept across restarts
         scratch = self._make_scratch()

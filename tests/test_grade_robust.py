@@ -294,3 +294,22 @@ def test_what_the_code_prints_during_hidden_tests_is_left_out_of_its_output(tmp_
         f.write("public 2\n")
     tail = sandbox.output_tail()
     assert "public 1" in tail and "public 2" in tail and "0.1234" not in tail and "hidden tests" in tail
+
+
+def test_one_deadline_covers_starting_and_loading_the_cells():
+    """Slow cells once took 941 s before the first test: now loading them counts against ``total_s``."""
+    import time
+
+    from autograder.remote import SandboxFailure
+    from autograder.sandbox import Cell, Sandbox
+
+    cells = [Cell(f"slow {i}", "import time\ntime.sleep(20)\n") for i in range(8)]
+    begin = time.monotonic()
+    with Sandbox(cells, [], Limits(call_s=30.0, total_s=25.0)) as sandbox:
+        try:
+            sandbox.start()
+        except SandboxFailure as err:
+            assert "in all" in str(err)
+        with pytest.raises(SandboxFailure, match="in all"):
+            sandbox.request({"op": "ping"}, {})
+    assert time.monotonic() - begin < 25.0 + 15.0
