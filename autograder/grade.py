@@ -560,7 +560,7 @@ def _write_with_sandbox_note(report: Report, out_dir: str | Path) -> None:
     results = write_report(report, out_dir)
     data = json.loads(results.read_text(encoding="utf-8"))
     data.setdefault("extra_data", {})["sandbox"] = isolation.report_once()
-    results.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    _atomic_text(results, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _worker_grade(path: str, out_dir: str, part: str | None, limits: Limits | None, kinds, bundle) -> Report:
