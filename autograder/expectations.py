@@ -8,7 +8,7 @@ live reference otherwise — so grading runs the student's code and the comparis
 
 The file is built by ``course gradescope`` into the zip (``grader_expectations.safetensors``, found through
 ``FWD_GRADER_EXPECTATIONS``), or by the first ``course grade`` of an offering into
-``~/.cache/fun-with-diffusion/`` (about 30 s of CPU), and rebuilt whenever the checks, the reference, torch
+``~/.cache/fun-with-diffusion/`` (one file per part; about 30 s of CPU for Part A, a few for Part B), and rebuilt whenever the checks, the reference, torch
 or the secret change (their fingerprint is part of the file's name and manifest).
 """
 
@@ -41,39 +41,54 @@ def reference_answer(name: str):
     raise KeyError(f"no reference answer named {name!r}")
 
 
+KIT_SOURCES = ("checks/*.py", "expected.py", "tiny.py", "sampling.py", "validate.py", "nets.py", "conditioning.py",
+               "schedules.py")  # what the checks and the reference's answers run, in the kit
+
+
 def sources_fingerprint() -> str:
-    """What the stored results depend on: the checks' and the reference's sources, torch's version."""
+    """What the stored results depend on: the checks' and the answers' sources, torch's version."""
     import fwd_kit
     import reference
 
+    kit, ref = Path(fwd_kit.__file__).parent, Path(reference.__file__).parent
+    paths = sorted({p for pattern in KIT_SOURCES for p in kit.glob(pattern)}) + \
+        [ref / f"{module}.py" for module in REFERENCE_MODULES]
     digest = hashlib.sha256(torch.__version__.encode())
-    for root in (Path(fwd_kit.__file__).parent, Path(reference.__file__).parent):
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.name.encode() + path.read_bytes())
+    for path in paths:
+        digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def cache_path(secret: str) -> Path:
+def part_names(part: str | None) -> tuple[str, ...]:
+    """The graded names of ``part`` ("partA", "partB"), or of both for None."""
+    from fwd_kit.checks import PART_A, PART_B
+
+    return {"partA": PART_A, "partB": PART_B}.get(part, PART_A + PART_B)
+
+
+def cache_path(secret: str, part: str | None = None) -> Path:
+    """The zip's file (``FWD_GRADER_EXPECTATIONS``, both parts) or the instructor's cache file of ``part``."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     tag = hashlib.sha256(f"fwd-offering:{secret}".encode()).hexdigest()[:12]
-    return CACHE_DIR / f"grader-expectations-{tag}-{sources_fingerprint()}.safetensors"
+    return CACHE_DIR / f"grader-expectations-{part or 'all'}-{tag}-{sources_fingerprint()}.safetensors"
 
 
-def build(secret: str, out: str | Path) -> Path:
-    """Run every public check on the reference's answers at seed 0 and at the hidden seed; store the calls."""
+def build(secret: str, out: str | Path, part: str | None = None) -> Path:
+    """Run the public checks of ``part`` (None: both) on the reference's answers at seed 0 and at the
+    hidden seed; store the reference's calls."""
     from fwd_kit import expected
     from fwd_kit.checks import CHECKS
     from fwd_kit.checks.compare import quiet
 
     seeds = (0, hidden_seed(HIDDEN_RUN, secret))
     with expected.recording(seeds=seeds) as tape, contextlib.redirect_stdout(io.StringIO()):
-        for name, check in CHECKS.items():
+        for name in part_names(part):
             for seed in seeds:
                 with quiet():
-                    check(reference_answer(name), seed=seed)
+                    CHECKS[name](reference_answer(name), seed=seed)
     manifest = {"torch": torch.__version__, "device": "cpu", "dtype": "float32", "sources": sources_fingerprint(),
-                "seeds": list(seeds), "calls": sum(len(v) for v in tape.values())}
+                "seeds": list(seeds), "part": part, "calls": sum(len(v) for v in tape.values())}
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     expected.save(tape, tmp, manifest)
@@ -81,12 +96,12 @@ def build(secret: str, out: str | Path) -> Path:
     return out
 
 
-def load_or_build(secret: str, log=None) -> dict | None:
-    """The grader's stored results for this offering (built the first time, under a lock); None when the
-    file cannot be made (grading then computes everything live, as before)."""
+def load_or_build(secret: str, part: str | None = None, log=None) -> dict | None:
+    """The grader's stored results for this offering and ``part`` (built the first time, under a lock); None
+    when the file cannot be made (grading then computes everything live, as before)."""
     from fwd_kit import expected
 
-    path = cache_path(secret)
+    path = cache_path(secret, part)
     try:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +109,12 @@ def load_or_build(secret: str, log=None) -> dict | None:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and then read its file
                 if not path.is_file():
                     if log is not None:
-                        log(f"course: computing the reference's results on the public and hidden inputs once "
-                            f"(about 30 s), kept in {path}")
-                    build(secret, path)
+                        log(f"course: computing the reference's results on the public and hidden inputs of "
+                            f"{part or 'both parts'} once, kept in {path}")
+                    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.safetensors*"):
+                        if stale.name != lock.name.rsplit("/", 1)[-1]:  # same offering and part, older sources
+                            stale.unlink(missing_ok=True)
+                    build(secret, path, part)
         stored = expected.load(path)
     except (OSError, RuntimeError, ValueError) as err:
         if log is not None:

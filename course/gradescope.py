@@ -232,9 +232,9 @@ def build_autograder_zip(out: str | Path, settings: GradescopeSettings | None = 
             add_file(archive, wheel.name, wheel.read_bytes())
             secret = secret or ensure_secret(log=print)
             add_file(archive, "hidden_secret", (secret + "\n").encode())
-            stored = load_or_build(secret, log=print)  # computed here once, not for every submission
+            stored = load_or_build(secret, settings.part, log=print)  # computed here once, not per submission
             if stored is not None:
-                add_file(archive, "grader_expectations.safetensors", cache_path(secret).read_bytes())
+                add_file(archive, "grader_expectations.safetensors", cache_path(secret, settings.part).read_bytes())
     return out
 
 

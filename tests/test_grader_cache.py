@@ -24,7 +24,7 @@ KINDS = ("public", "hidden")
 
 @pytest.fixture(scope="module")
 def stored():
-    found = load_or_build(os.environ["FWD_HIDDEN_SECRET"])
+    found = load_or_build(os.environ["FWD_HIDDEN_SECRET"], "partB")
     assert found is not None
     return found
 
@@ -32,7 +32,8 @@ def stored():
 def test_the_file_holds_the_public_and_the_hidden_seed(stored):
     seed = hidden_seed(HIDDEN_RUN, os.environ["FWD_HIDDEN_SECRET"])
     assert stored["manifest"]["seeds"] == [0, seed]
-    assert "check_forward" in stored["checks"] and f"check_forward@{seed}" in stored["checks"]
+    assert "check_add_noise" in stored["checks"] and f"check_add_noise@{seed}" in stored["checks"]
+    assert "check_forward" not in stored["checks"]  # Part A's checks are in Part A's file
 
 
 def test_the_solution_is_graded_from_the_file_alone(stored, tmp_path):
@@ -50,7 +51,7 @@ def test_stored_results_change_no_verdict(stored, tmp_path, monkeypatch):
     ))
     path = mistakes.write(tmp_path)
     cached = grade_submission(path, kinds=KINDS)
-    monkeypatch.setattr(autograder.grade, "stored_results", lambda kinds: None)
+    monkeypatch.setattr(autograder.grade, "stored_results", lambda kinds, part=None: None)
     live = grade_submission(path, kinds=KINDS)
     assert [(o.test.number, o.status) for o in cached.outcomes] == [(o.test.number, o.status) for o in live.outcomes]
     assert 0 < cached.score < cached.max_score
