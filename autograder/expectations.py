@@ -26,7 +26,7 @@ import torch
 
 from autograder.hidden import hidden_seed
 
-CACHE_ENV = "FWD_GRADER_EXPECTATIONS"  # a prebuilt file (the Gradescope zip's)
+CACHE_ENV = "FWD_GRADER_EXPECTATIONS"  # a prebuilt file (the Gradescope zip's), or "live": none
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fun-with-diffusion"
 REFERENCE_MODULES = ("denoise", "editing", "illusions", "unet", "denoiser", "flow_matching", "ddpm")
 HIDDEN_RUN = 1  # = autograder.grade.HIDDEN_RUN: the hidden tests' seed is hidden_seed(HIDDEN_RUN)
@@ -101,6 +101,8 @@ def load_or_build(secret: str, part: str | None = None, log=None) -> dict | None
     when the file cannot be made (grading then computes everything live, as before)."""
     from fwd_kit import expected
 
+    if os.environ.get(CACHE_ENV) == "live":  # benchmarks and debugging: compute every reference call
+        return None
     path = cache_path(secret, part)
     try:
         if not path.is_file():
