@@ -150,15 +150,14 @@ EXPECTED = {  # graded name → a fragment of the message of its public test
                         "no module named 'autograder'",  # else not even visible (bubblewrap), else refused
                         "only the scratch folder is yours"),
     "ddpm_forward": "your loss is nan",
-    "ddpm_sample": "Does each step",
     "class_fm_sample": "has shape (3, 1, 14, 28), but should have shape (3, 1, 28, 28)",
     "Unflatten": "took longer than 6 s",
 }
-BUILT_ON = {  # classes and functions that use a broken one, so fail with it
+BUILT_ON = {  # classes and functions that use a broken one: their score follows the course-helpers policy
     "DownBlock", "UnconditionalUNet", "TimeConditionalUNet", "ClassConditionalUNet",  # the blocks
     "denoiser_loss",  # add_noise
     "UpBlock",  # UpConv
-    "class_ddpm_sample",  # ddpm_step
+    "ddpm_step", "ddpm_sample", "class_ddpm_sample",  # the wrong ddpm_step, hidden by patching torch and checks
 }
 
 
@@ -211,7 +210,14 @@ def test_every_other_test_still_runs_and_passes(bad_report):
     assert len({o.test.target for o in others}) >= 2  # Conv, class_ddpm_forward
     failing = {o.test.name: o.output[:200] for o in others if o.status != "passed"}
     assert not failing
-    assert all(o.score == 0 for o in bad_report.outcomes if o.test.target in BUILT_ON)
+
+
+def test_patching_torch_and_the_checks_does_not_hide_a_wrong_ddpm_step(bad_report):
+    """The checks run in the grader: the student's process patching its own torch and kit changes nothing.
+    The mistake is caught by ddpm_step's own check or, where it has none, by the samplers' checks."""
+    caught = [o for o in bad_report.outcomes if o.test.target in ("ddpm_step", "ddpm_sample", "class_ddpm_sample")
+              and o.status == "failed" and ("Does ddpm_step" in o.output or "Does each step" in o.output)]
+    assert caught, [(o.test.name, o.output[:200]) for o in bad_report.outcomes if "ddpm" in o.test.target]
 
 
 def test_the_hanging_cell_is_left_out_and_reported(bad_report):
