@@ -143,12 +143,17 @@ def cfg_noise_unconditional_variance(unet, xt, t, prompt_embeds, uncond_prompt_e
 
 
 def cfg_loop(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0, generator=None,
-             noise_fn=cfg_noise_two_calls):
+             callback=None, return_intermediates=False, noise_fn=cfg_noise_two_calls):
     D.set_strided_timesteps(scheduler, timesteps)
-    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+    frames = []
+    for k, (t, t_prev) in enumerate(zip(timesteps[i_start:-1], timesteps[i_start + 1:])):
+        if return_intermediates and k % 5 == 0:
+            frames.append((t, xt))
         eps, variance = noise_fn(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
         xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
-    return xt
+        if callback is not None:
+            callback(i_start + k, t_prev, xt)
+    return (xt, frames) if return_intermediates else xt
 
 
 def cfg_loop_wrong_branch(*args, **kwargs):
@@ -202,6 +207,59 @@ def hybrids_separate_calls(unet, scheduler, xt, i_start, low, high, uncond, time
     return xt
 
 
+def forward_in_place(x0, t, alphas_cumprod, noise=None, generator=None):
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) if noise is None else noise
+    return x0.mul_(alphas_cumprod[t] ** 0.5).add_((1 - alphas_cumprod[t]) ** 0.5 * noise)  # writes into x0
+
+
+def strided_without_value_error(start=990, stride=30):
+    return list(range(start, -1, -stride))  # start = 100, stride = 30 gives 100, 70, 40, 10: no t = 0
+
+
+def denoise_step_mean_without_value_error(xt, x0_hat, t, t_prev, alphas_cumprod):
+    alpha_bar, alpha_bar_prev = alphas_cumprod[t], alphas_cumprod[t_prev]
+    alpha = alpha_bar / alpha_bar_prev
+    return alpha_bar_prev**0.5 * (1 - alpha) / (1 - alpha_bar) * x0_hat \
+        + alpha**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt
+
+
+def iterative_denoise_every_frame(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None,
+                                  callback=None, return_intermediates=False):
+    frames = []
+    result = D.iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=generator,
+                                 callback=lambda i, t_prev, x: frames.append((timesteps[i], x)))
+    return (result, [(timesteps[i_start], xt)] + frames[:-1]) if return_intermediates else result
+
+
+def iterative_denoise_callback_before(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None,
+                                      callback=None, return_intermediates=False):
+    wrapped = None if callback is None else (lambda i, t_prev, x: callback(i, timesteps[i], x))  # t, not t_prev
+    return D.iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=generator,
+                               callback=wrapped, return_intermediates=return_intermediates)
+
+
+def estimate_x0_clamped(xt, eps, t, alphas_cumprod):
+    """A correct alternative: x̂0 clamped to [-1, 1] (common, optional in the course)."""
+    return D.estimate_x0(xt, eps, t, alphas_cumprod).clamp(-1, 1)
+
+
+def iterative_denoise_clamped(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None, callback=None,
+                              return_intermediates=False):
+    """A correct alternative: each x̂0 clamped to [-1, 1] before the mean."""
+    D.set_strided_timesteps(scheduler, timesteps)
+    frames = []
+    for k, (t, t_prev) in enumerate(zip(timesteps[i_start:-1], timesteps[i_start + 1:])):
+        if return_intermediates and k % 5 == 0:
+            frames.append((t, xt))
+        eps, variance = D.predict_noise(unet, xt, t, prompt_embeds)
+        x0_hat = D.estimate_x0(xt, eps, t, scheduler.alphas_cumprod).clamp(-1, 1)
+        xt = D.add_variance(scheduler, variance, t, D.denoise_step_mean(xt, x0_hat, t, t_prev,
+                                                                         scheduler.alphas_cumprod), generator)
+        if callback is not None:
+            callback(i_start + k, t_prev, xt)
+    return (xt, frames) if return_intermediates else xt
+
+
 PART_A_MISTAKES = [
     ("forward", forward_without_sqrt, "sqrt"),
     ("forward", forward_ignoring_generator, "generator"),
@@ -226,6 +284,11 @@ PART_A_MISTAKES = [
     ("lowpass", lambda x, kernel_size=33, sigma=2.0: TF.gaussian_blur(x, kernel_size, 1.0), "sigma"),
     ("highpass", lambda x, kernel_size=33, sigma=2.0: x - I.lowpass(x), "highpass"),
     ("make_hybrids", hybrids_swapped, "swapped"),
+    ("forward", forward_in_place, "leave its inputs unchanged"),
+    ("strided_timesteps", strided_without_value_error, "raise a ValueError when start is not a multiple"),
+    ("denoise_step_mean", denoise_step_mean_without_value_error, "raise a ValueError when t_prev"),
+    ("iterative_denoise", iterative_denoise_every_frame, "every 5th step"),
+    ("iterative_denoise", iterative_denoise_callback_before, "callback(i, t_prev, x_t′)"),
 ]
 PART_A_ALTERNATIVES = [
     ("forward", lambda x0, t, ab, noise=None, generator=None: x0 * ab[t].sqrt() + (1 - ab[t]).sqrt() * (
@@ -234,6 +297,9 @@ PART_A_ALTERNATIVES = [
     ("iterative_denoise_cfg", cfg_loop),
     ("visual_anagram", anagram_mean_variance),
     ("make_hybrids", hybrids_separate_calls),
+    ("estimate_x0", estimate_x0_clamped),
+    ("one_step_denoise", lambda unet, xt, t, p, ab: estimate_x0_clamped(xt, D.predict_noise(unet, xt, t, p)[0], t, ab)),
+    ("iterative_denoise", iterative_denoise_clamped),
 ]
 
 
@@ -409,16 +475,19 @@ def time_fm_sample_train_mode(unet, num_samples, img_wh=(28, 28), num_ts=50, gen
 
 
 def class_fm_sample_two_calls(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
-                              wrong_branch=False):
-    c = FM.one_hot(labels)
-    x = torch.randn((len(labels), 1, img_wh[1], img_wh[0]), generator=generator)
+                              return_trajectory=False, wrong_branch=False):
+    dtype = next(unet.parameters()).dtype
+    c = FM.one_hot(labels).to(dtype)
+    x = torch.randn((len(labels), 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+    trajectory = [x]
     with U.eval_mode(unet), torch.no_grad():
         for i in range(num_ts):
-            t = torch.full((len(labels),), i / num_ts)
+            t = torch.full((len(labels),), i / num_ts, dtype=dtype)
             u_c, u_u = unet(x, c, t), unet(x, torch.zeros_like(c), t)
             u = u_c + guidance_scale * (u_u - u_c) if wrong_branch else u_u + guidance_scale * (u_c - u_u)
             x = x + u / num_ts
-    return x
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
 
 
 def class_fm_sample_wrong_branch(*args, **kwargs):
@@ -464,20 +533,26 @@ def ddpm_sample_noise_at_the_end(unet, schedule, num_samples, img_wh=(28, 28), n
     return x
 
 
-def time_fm_sample_float_time(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None):
-    """A correct alternative: the time as a Python float, eval mode set by hand."""
-    x = torch.randn(num_samples, 1, img_wh[1], img_wh[0], generator=generator)
+def time_fm_sample_float_time(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None,
+                              return_trajectory=False):
+    """A correct alternative: the time as a Python float, eval mode set by hand; no trajectory kept."""
+    x = torch.randn(num_samples, 1, img_wh[1], img_wh[0], generator=generator, dtype=next(unet.parameters()).dtype)
+    trajectory = [x]
     unet.eval()
     with torch.no_grad():
         for i in range(num_ts):
             x = x + (1 / num_ts) * unet(x, i / num_ts)
-    return x
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
 
 
-def ddpm_sample_float32_noise_after(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None):
-    """A correct alternative: float32 schedule entries, z drawn after the UNet call."""
+def ddpm_sample_float32_noise_after(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None,
+                                    return_trajectory=False):
+    """A correct alternative: float32 schedule entries, z drawn after the UNet call (in the UNet's dtype)."""
     betas, alphas, alpha_bars = schedule["betas"], schedule["alphas"], schedule["alpha_bars"]
-    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)
+    dtype = next(unet.parameters()).dtype
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+    trajectory = [x]
     with U.eval_mode(unet), torch.no_grad():
         for t in range(num_ts, 0, -1):
             eps = unet(x, torch.full((num_samples, 1), t / num_ts))
@@ -485,13 +560,42 @@ def ddpm_sample_float32_noise_after(unet, schedule, num_samples, img_wh=(28, 28)
             x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
             x = ab_prev.sqrt() * betas[t - 1] / (1 - ab) * x0_hat + alphas[t - 1].sqrt() * (1 - ab_prev) / (1 - ab) * x
             if t > 1:
-                x = x + betas[t - 1].sqrt() * torch.randn(x.shape, generator=generator)
-    return x
+                x = x + betas[t - 1].sqrt() * torch.randn(x.shape, generator=generator, dtype=dtype)
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
 
 
 def class_ddpm_sample_wrong_branch(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0,
                                    generator=None):
     return DD.class_ddpm_sample(unet, schedule, labels, img_wh, num_ts, 1 - guidance_scale, generator)
+
+
+def add_noise_in_place(x, sigma, noise=None, generator=None):
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) if noise is None else noise
+    sigma = torch.as_tensor(sigma, dtype=x.dtype)
+    return x.add_((sigma.reshape(-1, 1, 1, 1) if sigma.ndim else sigma) * noise)  # writes into x
+
+
+def time_fm_sample_float32_noise(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None,
+                                 return_trajectory=False):
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)  # float32, whatever the UNet's
+    trajectory = [x]
+    with U.eval_mode(unet), torch.no_grad():
+        for i in range(num_ts):
+            x = x + unet(x, torch.full((num_samples,), i / num_ts)) / num_ts
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+def class_fm_sample_short_trajectory(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
+                                     return_trajectory=False):
+    result = FM.class_fm_sample(unet, labels, img_wh, num_ts, guidance_scale, generator, return_trajectory)
+    return (result[0], result[1][1:]) if return_trajectory else result  # the starting noise left out
+
+
+def ddpm_step_beta_not_sqrt(s, t, xt, eps_hat, z):
+    mean = DD.ddpm_step(s, t, xt, eps_hat, None)
+    return mean if z is None else mean + float(s["betas"][t - 1]) * z
 
 
 PART_B_MISTAKES = [
@@ -528,7 +632,21 @@ PART_B_MISTAKES = [
     ("class_ddpm_forward", class_ddpm_forward_with_alphas, "cumulative product"),
     ("ddpm_sample", ddpm_sample_noise_at_the_end, "t > 1 only"),
     ("class_ddpm_sample", class_ddpm_sample_wrong_branch, "starts from the conditional"),
+    ("add_noise", add_noise_in_place, "leave its inputs unchanged"),
+    ("time_fm_sample", time_fm_sample_float32_noise, "follow the UNet's dtype and device"),
+    ("class_fm_sample", class_fm_sample_short_trajectory, "num_ts + 1 iterates"),
+    ("ddpm_step", ddpm_step_beta_not_sqrt, "sqrt(β_t)·z"),
 ]
+def ddpm_step_with_tensors(s, t, xt, eps_hat, z):
+    """A correct alternative: 0-dim tensors of the float64 schedule for the coefficients."""
+    beta, alpha, alpha_bar = s["betas"][t - 1], s["alphas"][t - 1], s["alpha_bars"][t - 1]
+    alpha_bar_prev = s["alpha_bars"][t - 2] if t > 1 else torch.ones((), dtype=alpha_bar.dtype)
+    x0_hat = (xt - (1 - alpha_bar).sqrt().to(xt.dtype) * eps_hat) / alpha_bar.sqrt().to(xt.dtype)
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)).to(xt.dtype) * x0_hat \
+        + (alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)).to(xt.dtype) * xt
+    return mean if z is None else mean + beta.sqrt().to(xt.dtype) * z
+
+
 PART_B_ALTERNATIVES = [
     ("denoiser_loss", denoiser_loss_randn_like),
     ("time_fm_forward", time_fm_forward_noise_first),
@@ -537,6 +655,7 @@ PART_B_ALTERNATIVES = [
     ("class_ddpm_forward", class_ddpm_forward_float32),
     ("time_fm_sample", time_fm_sample_float_time),
     ("ddpm_sample", ddpm_sample_float32_noise_after),
+    ("ddpm_step", ddpm_step_with_tensors),
 ]
 
 

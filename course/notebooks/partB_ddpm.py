@@ -6,7 +6,7 @@ section: t = 0 is clean, t = T is pure noise (T = 300), the UNet is fed t/T.
 
 from __future__ import annotations
 
-from course.notebooks.cells import Code, Markdown, Solution, graded
+from course.notebooks.cells import Code, Markdown, graded
 from reference import ddpm
 
 SCHEDULE = [
@@ -47,10 +47,11 @@ x_{t-1} = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1 - \bar\alpha_t}\,\hat x_0
 
 Then the sampler: $x_T \sim \mathcal N(0, I)$, and for $t = T, \dots, 1$ draw $z$ (when $t > 1$),
 predict $\hat\varepsilon = \varepsilon_\theta(x_t, t/T)$ and take the step. Draw $x_T$ first, then
-each $z$ in turn, from the generator. `ddpm_step` has no check of its own: the check after
-`ddpm_sample` runs both (your sampler should call your step).
+each $z$ in turn, from the generator. Write `ddpm_step` first (it has its own check), then the sampler,
+which calls it. With `return_trajectory=True` the sampler also returns the $T + 1$ iterates
+($x_T$ first), for animations.
 """),
-    Solution(ddpm.ddpm_step),  # checked through ddpm_sample (autograder.public has no check_ddpm_step)
+    *graded(ddpm.ddpm_step, 1),
     *graded(ddpm.ddpm_sample, 4),
     Markdown(r"""
 Course settings: $D = 64$, batch 128, Adam with learning rate $10^{-3}$, `ExponentialLR`

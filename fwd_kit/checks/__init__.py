@@ -65,6 +65,7 @@ from fwd_kit.checks.public_b_generative import (
     check_ddpm_forward,
     check_ddpm_sample,
     check_ddpm_schedule,
+    check_ddpm_step,
     check_flow_target,
     check_interpolate,
     check_time_fm_forward,
@@ -80,7 +81,8 @@ PART_B = (
     "Conv", "DownConv", "UpConv", "Flatten", "Unflatten", "Concat", "ConvBlock", "DownBlock", "UpBlock", "FCBlock",
     "UnconditionalUNet", "TimeConditionalUNet", "ClassConditionalUNet", "add_noise", "denoiser_loss",
     "pure_noise_loss", "interpolate", "flow_target", "time_fm_forward", "time_fm_sample", "class_fm_forward",
-    "class_fm_sample", "ddpm_schedule", "ddpm_forward", "ddpm_sample", "class_ddpm_forward", "class_ddpm_sample",
+    "class_fm_sample", "ddpm_schedule", "ddpm_forward", "ddpm_step", "ddpm_sample", "class_ddpm_forward",
+    "class_ddpm_sample",
 )
 CHECKS = {name: globals()[f"check_{name}"] for name in PART_A + PART_B}  # graded name → its public check
 

@@ -10,6 +10,24 @@ never whole tensors.
 Tolerances depend on dtype: a comparison uses the coarsest dtype involved (fp16 GPU results against
 fp32 CPU references are judged at fp16 precision). ``loose=True`` widens them for results of sampling
 loops, where rounding accumulates and batched and separate UNet calls differ in the last bits.
+
+Every call of a student's code goes through :func:`call_student`, which also checks that the call left
+its tensor arguments unchanged (an in-place write costs the function that made it, not a later caller).
+:func:`assert_raises_value_error` checks the ``ValueError`` a docstring promises for bad input, and
+:func:`assert_follows_dtype` a run on float64 inputs (a hard-coded float32 or device shows there).
+
+Choices the course leaves open, which every check accepts (the grader's own list, kept here so that the
+checks and their messages agree with it):
+
+- clamping x̂0 to [-1, 1] in Part A (``estimate_x0`` or the loops): the checks also compare with the
+  reference run with a clamped x̂0 (:data:`OPEN_CHOICES`);
+- which branch's predicted variance the anagram and hybrid loops add (the checks use a scheduler with a
+  fixed variance, so any choice gives the same result);
+- the order of random draws in the losses (judged by the statistics of what the UNet was given), one
+  batched UNet call or separate calls for CFG, loops or vectorised code, Python floats or 0-dim tensors
+  for coefficients, ``nn.Sequential`` or explicit ``forward`` with the same ``state_dict`` names;
+- the order in which a function calls its helpers, as long as it draws from the generator in the order
+  its docstring gives.
 """
 
 from __future__ import annotations
@@ -188,6 +206,121 @@ def assert_true(condition: bool, question: str, detail: str = "") -> None:
     """Raise ``AssertionError("<question> <detail>")`` unless ``condition``."""
     if not condition:
         raise AssertionError(f"{question} {capitalized(detail)}".strip())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calling the student's code: inputs left unchanged, promised errors, dtypes
+
+OPEN_CHOICES = (
+    "clamping x̂0 to [-1, 1] (Part A: in estimate_x0 or in the loops)",
+    "the predicted variance added by the anagram and hybrid loops (upright branch, average, either prompt)",
+    "the order of random draws in the losses, judged by the statistics of what the UNet was given",
+    "one batched UNet call or separate calls for classifier-free guidance",
+    "loops or vectorised code, Python floats or 0-dim tensors for coefficients",
+    "nn.Sequential or an explicit forward, as long as the state_dict names are the course's",
+    "the order in which a function calls its helpers (draws from the generator in the documented order)",
+)
+
+_ORDINALS = ("1st", "2nd", "3rd")
+
+
+def _tensor_leaves(value, label: str, out: list, depth: int = 0) -> list:
+    """``[(label, tensor, copy)]`` for every tensor in ``value`` (lists, tuples and dicts searched)."""
+    if depth > 6:
+        return out
+    if isinstance(value, torch.Tensor):
+        out.append((label, value, value.detach().clone()))
+    elif isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            _tensor_leaves(item, f"{label}[{k}]", out, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _tensor_leaves(item, f"{label}[{key!r}]", out, depth + 1)
+    return out
+
+
+def _argument_labels(fn, n_args: int) -> list[str]:
+    """Names of the first ``n_args`` positional parameters of ``fn`` where its signature shows them, else
+    ``1st argument``, ``2nd argument``, … (a sandboxed student's function shows only ``*args``)."""
+    import inspect
+
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [f"argument {params[k]}" if k < len(params) else
+            f"{_ORDINALS[k] if k < len(_ORDINALS) else f'{k + 1}th'} argument" for k in range(n_args)]
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
+    if before.shape != after.shape or before.dtype != after.dtype:
+        return False
+    try:
+        return bool(torch.equal(before, after)) or bool(torch.allclose(before, after, rtol=0, atol=0, equal_nan=True))
+    except RuntimeError:
+        return False
+
+
+def call_student(fn, name: str, *args, **kwargs):
+    """``fn(*args, **kwargs)``, then an ``AssertionError`` if the call changed one of its tensor arguments.
+
+    A function that writes into its input (``x0.mul_(...)``, ``x += ...``, ``x[...] = ...``) gives a caller
+    that uses the input again a wrong answer: the mistake is charged here, to the function that made it.
+    (The grader's stand-ins for sandboxed functions copy the arguments' final values back, so this works
+    there too.)
+    """
+    labels = _argument_labels(fn, len(args)) + [f"argument {key}" for key in kwargs]
+    leaves: list = []
+    for label, value in zip(labels, list(args) + list(kwargs.values())):
+        _tensor_leaves(value, label, leaves)
+    result = fn(*args, **kwargs)
+    for label, tensor, copy in leaves:
+        if not _unchanged(copy, tensor.detach()):
+            raise AssertionError(
+                f"Does {name} leave its inputs unchanged? The call changed its {label} in place (an in-place "
+                f"operation such as x.mul_(...), x += ..., x[...] = ... or x.clamp_(...)): compute new tensors "
+                f"instead, so that the caller's tensors stay as they were.")
+    return result
+
+
+def error_kind(err: BaseException) -> str:
+    """The type name of an exception the student's code raised (a sandboxed one carries it as ``kind``)."""
+    kind = getattr(err, "kind", None)
+    return kind if isinstance(kind, str) else type(err).__name__
+
+
+def assert_raises_value_error(fn, name: str, call: str, why: str, *args, **kwargs) -> None:
+    """Call ``fn`` on bad input: it must raise ``ValueError`` (its docstring promises one). ``call`` shows the
+    call in the message (``strided_timesteps(start=100, stride=30)``), ``why`` the rule (``when start is not a
+    multiple of stride``). The student's own message is never shown, only the type raised."""
+    question = f"Does {name} raise a ValueError {why}, as its docstring says?"
+    try:
+        fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any other exception is the wrong one
+        if isinstance(err, ValueError) or error_kind(err) == "ValueError":
+            return
+        raise AssertionError(f"{question} {call} raised {error_kind(err)} instead.") from None
+    raise AssertionError(f"{question} {call} returned without raising.")
+
+
+def assert_follows_dtype(run, expected: torch.Tensor, name: str, what: str = "its inputs'",
+                         result: str = "the result", loose: bool = False):
+    """``run()`` calls the student's code on float64 inputs (or with a float64 model); its result must be
+    float64 and match ``expected`` (the reference on the same inputs) at float32's tolerance: a dtype or
+    device hard-coded inside the function shows here, whatever the precision of its intermediate steps."""
+    question = (f"Does {name} follow {what} dtype and device (no hard-coded float32, .float(), dtype=torch.float32 "
+                f"or device='cuda' inside)?")
+    try:
+        actual = run()
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - e.g. float32 noise fed to a float64 model
+        raise AssertionError(f"{question} On float64 inputs it raised {error_kind(err)}.") from None
+    rtol, atol = tolerance(torch.float32, loose=loose)
+    assert_close(actual, expected, question, name=result, rtol=rtol, atol=atol, context="On float64 inputs")
 
 
 def fit_coefficients(y: torch.Tensor, *bases: torch.Tensor) -> list[float]:

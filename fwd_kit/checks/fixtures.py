@@ -129,6 +129,30 @@ class UNetCalls:
             self.first_sample = sample.detach().clone()
 
 
+def _as_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError, RuntimeError):
+        return value if isinstance(value, (int, float, str)) else repr(type(value).__name__)
+
+
+class CallbackLog(nn.Module):
+    """A loop's ``callback``: records every call ``callback(i, t_prev, x)`` as a dict ``i``, ``t_prev``, ``x``.
+
+    A module (with a ``calls`` list), so that a loop run in a sandboxed student process reports its calls
+    back like the checks' other recorded models (``autograder.remote``); it returns None.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[dict] = []
+        self._wire_init = ((), {})  # see build()
+
+    def forward(self, i=None, t_prev=None, x=None, *args, **kwargs):
+        x = x.detach().to("cpu").clone() if isinstance(x, torch.Tensor) else x
+        self.calls.append(dict(i=_as_int(i), t_prev=_as_int(t_prev), x=x))
+
+
 @contextlib.contextmanager
 def recording(module, calls):
     """Feed every call of ``module`` to ``calls.hook(module, args, kwargs)`` while inside; yields ``calls``."""

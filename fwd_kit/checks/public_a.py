@@ -26,7 +26,10 @@ import torch
 
 from fwd_kit.checks.compare import (
     assert_close,
+    assert_follows_dtype,
+    assert_raises_value_error,
     assert_true,
+    call_student,
     close,
     describe,
     linear_form,
@@ -37,6 +40,7 @@ from fwd_kit.checks.compare import (
 from fwd_kit.checks.fixtures import (
     BATCH,
     SIZE,
+    CallbackLog,
     UNetCalls,
     derived_seed,
     generator,
@@ -46,7 +50,7 @@ from fwd_kit.checks.fixtures import (
     tiny_unet,
 )
 from fwd_kit.checks.fixtures import picture_inputs as inputs
-from fwd_kit.expected import alternatives_wanted, reference
+from fwd_kit.expected import alternatives_wanted, computed, reference
 
 ref = reference("denoise")  # the instructors' reference: live where installed, else stored values
 ref_editing = reference("editing")
@@ -82,9 +86,31 @@ def loop_timesteps(name: str, seed: int) -> tuple[list[int], int]:
     return timesteps, len(timesteps) - 1 - LOOP_STEPS
 
 
+@computed("clamped_x0")
+def with_clamped_x0(loop, estimate_x0, args: tuple, kwargs: dict):
+    """``loop(*args, **kwargs)`` of the reference with every x̂0 clamped to [-1, 1] — a choice the course
+    leaves open (common, not required): a student's loop that clamps must match this one."""
+    namespace = estimate_x0.__globals__  # the reference module whose loops and denoise_step look it up
+
+    def clamped(*a, **k):
+        return estimate_x0(*a, **k).clamp(-1, 1)
+
+    namespace["estimate_x0"] = clamped
+    try:
+        return loop(*args, **kwargs)
+    finally:
+        namespace["estimate_x0"] = estimate_x0
+
+
+def clamped_alternative(passed_: bool, loop, *args, **kwargs) -> list:
+    """``[the reference loop with x̂0 clamped]`` when alternatives are wanted (:func:`alternatives_wanted`)."""
+    return [with_clamped_x0(loop, ref.estimate_x0, args, kwargs)] if alternatives_wanted(passed_) else []
+
+
 def check_loop(name: str, calls: UNetCalls, actual, expected, expected_ts: list[int], question: str,
-               hypotheses=()) -> None:
-    """A sampling loop's result: UNet called at the right timesteps, known mistakes named, then values."""
+               hypotheses=(), accepted=()) -> None:
+    """A sampling loop's result: UNet called at the right timesteps, known mistakes named, then values.
+    ``accepted``: results of choices the course leaves open (a clamped x̂0), which pass too."""
     assert_true(
         calls.timesteps == expected_ts,
         f"Does {name} take one step per timestep, from timesteps[i_start] down to timesteps[-2], calling the "
@@ -92,6 +118,8 @@ def check_loop(name: str, calls: UNetCalls, actual, expected, expected_ts: list[
         f"The UNet was called at t = {calls.timesteps}, but should see t = {expected_ts}.",
     )
     if not close(actual, expected, loose=True):
+        if any(close(actual, alternative, loose=True) for alternative in accepted):
+            return
         for message, alternative in hypotheses:
             if close(actual, alternative, loose=True):
                 raise AssertionError(message)
@@ -111,13 +139,13 @@ def check_forward(forward, *, seed: int = 0) -> None:
                 "(it scales the image as well as adding noise)?")
     for t in timesteps:
         expected = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-        actual = forward(inp["x0"].clone(), t, alphas_cumprod, noise=inp["noise"].clone())
+        actual = call_student(forward, "forward", inp["x0"].clone(), t, alphas_cumprod, noise=inp["noise"].clone())
         hint = linear_form(actual, {"x0": inp["x0"], "ε": inp["noise"]})
         assert_close(actual, expected, question, name="x_t", context=f"At t={t} with the noise given{hint}")
     t = timesteps[0]
     alpha_bar, generator_seed = float(alphas_cumprod[t]), derived_seed(seed, 7)
-    first = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
-    again = forward(inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
+    first = call_student(forward, "forward", inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
+    again = call_student(forward, "forward", inp["x0"].clone(), t, alphas_cumprod, generator=generator(generator_seed))
     problem = tensor_problem(first, inp["x0"], "x_t")
     assert_true(problem is None, "When noise is None, does forward return x_t of x0's shape and dtype?", f"{problem}.")
     implied = (first.double() - alpha_bar**0.5 * inp["x0"].double()) / (1 - alpha_bar) ** 0.5
@@ -128,7 +156,11 @@ def check_forward(forward, *, seed: int = 0) -> None:
     assert_true(close(again, first), "When noise is None, does forward draw ε with the generator it is given "
                 "(torch.randn(..., generator=generator)), so that the same seed gives the same x_t?",
                 "Two calls with generators seeded alike gave different results.")
-    passed("forward: x_t matches on given noise; fresh noise looks like N(0, I) and follows the generator")
+    x0, noise = inp["x0"].double(), inp["noise"].double()
+    assert_follows_dtype(lambda: call_student(forward, "forward", x0.clone(), t, alphas_cumprod, noise=noise.clone()),
+                         ref.forward(x0, t, alphas_cumprod, noise=noise), "forward", "x0's", "x_t")
+    passed("forward: x_t matches on given noise (float32 and float64); fresh noise looks like N(0, I) and follows "
+           "the generator")
 
 
 @public_check
@@ -141,10 +173,17 @@ def check_estimate_x0(estimate_x0, *, seed: int = 0) -> None:
     for t in timesteps:
         xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
         expected = ref.estimate_x0(xt, eps, t, alphas_cumprod)
-        actual = estimate_x0(xt.clone(), eps.clone(), t, alphas_cumprod)
+        actual = call_student(estimate_x0, "estimate_x0", xt.clone(), eps.clone(), t, alphas_cumprod)
+        if close(actual, expected.clamp(-1, 1)):  # clamping x̂0 to [-1, 1]: a choice the course leaves open
+            continue
         hint = linear_form(actual, {"x_t": xt, "ε̂": eps})
         assert_close(actual, expected, question, name="x̂0", context=f"At t={t}{hint}")
-    passed(f"estimate_x0: x̂0 matches the reference at t = {timesteps[0]} and t = {timesteps[1]}")
+    xt, eps = xt.double(), eps.double()
+    expected = ref.estimate_x0(xt, eps, t, alphas_cumprod)
+    accepted = expected if close(actual, expected) else expected.clamp(-1, 1)  # the choice made above
+    assert_follows_dtype(lambda: call_student(estimate_x0, "estimate_x0", xt.clone(), eps.clone(), t, alphas_cumprod),
+                         accepted, "estimate_x0", "x_t's", "x̂0")
+    passed(f"estimate_x0: x̂0 matches the reference at t = {timesteps[0]} and t = {timesteps[1]} (also in float64)")
 
 
 @public_check
@@ -154,10 +193,14 @@ def check_one_step_denoise(one_step_denoise, *, seed: int = 0) -> None:
     timesteps = timestep_pair("one_step_denoise", seed, (750, 250), range(500, 950), range(50, 500))
     for t in timesteps:
         xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-        actual = one_step_denoise(unet, xt.clone(), t, inp["cond"].clone(), alphas_cumprod)
+        actual = call_student(one_step_denoise, "one_step_denoise", unet, xt.clone(), t, inp["cond"].clone(),
+                              alphas_cumprod)
         expected = ref.one_step_denoise(reference_unet, xt, t, inp["cond"], alphas_cumprod)
         _, variance = ref.predict_noise(reference_unet, xt, t, inp["cond"])
-        if close(actual, ref.estimate_x0(xt, variance, t, alphas_cumprod)):
+        from_variance = ref.estimate_x0(xt, variance, t, alphas_cumprod)
+        if close(actual, expected.clamp(-1, 1)):  # clamping x̂0 to [-1, 1]: a choice the course leaves open
+            continue
+        if close(actual, from_variance):
             raise AssertionError("Do you take ε̂ from the UNet's first 3 output channels? Your x̂0 was "
                                  "computed from the last 3, which hold the predicted variance.")
         assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
@@ -175,7 +218,7 @@ def check_strided_timesteps(strided_timesteps, *, seed: int = 0) -> None:
         cases = ({},) + tuple({"start": s * rng.randint(2, 999 // s), "stride": s} for s in strides)
     for kwargs in cases:
         expected = ref.strided_timesteps(**kwargs)
-        result = strided_timesteps(**kwargs)
+        result = call_student(strided_timesteps, "strided_timesteps", **kwargs)
         try:
             actual = [int(t) for t in (result.tolist() if hasattr(result, "tolist") else result)]
         except (TypeError, ValueError):
@@ -186,7 +229,14 @@ def check_strided_timesteps(strided_timesteps, *, seed: int = 0) -> None:
         assert_true(actual == expected, "Does strided_timesteps list start, start − stride, …, down to and including "
                     "0, noisiest first?", f"It returned {len(actual)} timesteps for {call}: "
                     f"[{', '.join(str(t) for t in shown)}].")
-    passed("strided_timesteps: 990, 960, …, 30, 0 and other strides are right")
+    start, stride = 100, 30  # the docstring promises a ValueError when start is not a multiple of stride
+    if seed:
+        rng = parameter_rng("strided_timesteps/bad", seed)
+        stride = rng.choice([20, 25, 40, 50, 60])
+        start = stride * rng.randint(2, 10) + rng.randint(1, stride - 1)
+    assert_raises_value_error(strided_timesteps, "strided_timesteps", f"strided_timesteps(start={start}, "
+                              f"stride={stride})", "when start is not a multiple of stride", start=start, stride=stride)
+    passed("strided_timesteps: 990, 960, …, 30, 0 and other strides are right; a bad start raises ValueError")
 
 
 @public_check
@@ -204,11 +254,22 @@ def check_denoise_step_mean(denoise_step_mean, *, seed: int = 0) -> None:
     for t, t_prev in pairs:
         xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
         expected = ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod)
-        actual = denoise_step_mean(xt.clone(), x0_hat.clone(), t, t_prev, alphas_cumprod)
+        actual = call_student(denoise_step_mean, "denoise_step_mean", xt.clone(), x0_hat.clone(), t, t_prev,
+                              alphas_cumprod)
         hint = linear_form(actual, {"x̂0": x0_hat, "x_t": xt})
         assert_close(actual, expected, question, name="the mean", context=f"From t={t} to t′={t_prev}{hint}")
+    t, t_prev = pairs[1]
+    xt, x0_hat = xt.double(), x0_hat.double()
+    assert_follows_dtype(lambda: call_student(denoise_step_mean, "denoise_step_mean", xt.clone(), x0_hat.clone(), t,
+                                              t_prev, alphas_cumprod),
+                         ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod), "denoise_step_mean", "x_t's",
+                         "the mean")
+    for bad in ((t_prev, t), (t, t)):  # the docstring promises a ValueError unless t′ < t
+        assert_raises_value_error(denoise_step_mean, "denoise_step_mean", f"denoise_step_mean(xt, x0_hat, t={bad[0]}, "
+                                  f"t_prev={bad[1]}, alphas_cumprod)", "when t_prev is not smaller than t",
+                                  xt.clone(), x0_hat.clone(), bad[0], bad[1], alphas_cumprod)
     shown = ", ".join(f"({t}→{t_prev})" for t, t_prev in pairs)
-    passed(f"denoise_step_mean: the strided update's mean matches for {shown}")
+    passed(f"denoise_step_mean: the strided update's mean matches for {shown}; t_prev ≥ t raises ValueError")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,20 +289,57 @@ def loop_setup(name: str, seed: int = 0, fixed_variance: bool = False):
     return inp, timesteps, i_start, xt, tiny_unet(), lambda: tiny_scheduler(fixed_variance)
 
 
+def check_frames_and_callback(name: str, result, expected, xt, timesteps: list[int], i_start: int,
+                              log: CallbackLog) -> None:
+    """A loop run with ``return_intermediates=True`` and ``callback=log`` (the figure cells of 1.4): it returns
+    (image, [(t, x_t), …]) with a frame before every 5th step from i_start, and calls callback(i, t_prev, x_{t′})
+    after each update; the image is the one the loop gives without them (same generator)."""
+    assert_true(isinstance(result, (tuple, list)) and len(result) == 2, f"With return_intermediates=True, does "
+                f"{name} return a pair (image, frames)?", f"It returned a {describe(result)}.")
+    image, frames = result
+    assert_close(image, expected, f"With return_intermediates=True and a callback, does {name} return the same "
+                 "image as without them?", name="the image", loose=True)
+    steps = list(range(i_start, len(timesteps) - 1))
+    wanted = [timesteps[i] for i in steps[::5]]
+    try:
+        seen = [int(t) for t, _ in frames]
+    except (TypeError, ValueError, RuntimeError):
+        seen = None
+    assert_true(seen == wanted, f"Does {name}(..., return_intermediates=True) list (t, x_t) for every 5th step "
+                "from i_start (steps 0, 5, 10, … of the loop), each taken before that step's update?",
+                f"The frames hold t = {seen}, but should hold t = {wanted}.")
+    assert_close(frames[0][1], xt, f"Is each frame (t, x_t) of {name} the image at t, before that step's update "
+                 "(the first frame is the input x_t)?", name="the first frame", loose=True)
+    got, want = [(c["i"], c["t_prev"]) for c in log.calls], [(i, timesteps[i + 1]) for i in steps]
+    assert_true(got == want, f"Does {name} call callback(i, t_prev, x_t′) once after each update, with the index "
+                "i of the step and t_prev = timesteps[i + 1]?", f"It was called with (i, t_prev) = {got}, but "
+                f"should be {want}.")
+    assert_close(log.calls[-1]["x"], image, f"Does {name} give the callback the image after the update (x_t′)?",
+                 name="the image given to the last callback", loose=True)
+
+
 @public_check
 def check_iterative_denoise(iterative_denoise, *, seed: int = 0) -> None:
-    """Three strided steps from i_start = 30 on the tiny UNet, same generator as the reference."""
+    """Three strided steps from i_start = 30 on the tiny UNet, same generator as the reference; again with
+    return_intermediates and a callback."""
     inp, timesteps, i_start, xt, unet, scheduler = loop_setup("iterative_denoise", seed)
     generator_seed = derived_seed(seed)
     with recording(unet, UNetCalls()) as calls:
-        actual = iterative_denoise(unet, scheduler(), xt.clone(), i_start, inp["cond"].clone(), list(timesteps),
+        actual = call_student(iterative_denoise, "iterative_denoise", unet, scheduler(), xt.clone(), i_start,
+                              inp["cond"].clone(), list(timesteps), generator=generator(generator_seed))
+    args = (tiny_unet(), scheduler(), xt, i_start, inp["cond"], timesteps)
+    expected = ref.iterative_denoise(*args, generator=generator(generator_seed))
+    accepted = clamped_alternative(close(actual, expected, loose=True), ref.iterative_denoise, *args,
                                    generator=generator(generator_seed))
-    expected = ref.iterative_denoise(tiny_unet(), scheduler(), xt, i_start, inp["cond"], timesteps,
-                                     generator=generator(generator_seed))
     check_loop("iterative_denoise", calls, actual, expected, timesteps[i_start:-1],
                "Does each step go x_t → ε̂ and variance (UNet) → x̂0 → mean of x_{t′} (A.3) → add_variance(..., "
-               "generator=generator), and does the loop return the last x_{t′}?")
-    passed("iterative_denoise: 3 strided steps match the reference on a tiny UNet")
+               "generator=generator), and does the loop return the last x_{t′}?", accepted=accepted)
+    log = CallbackLog()
+    result = call_student(iterative_denoise, "iterative_denoise", tiny_unet(), scheduler(), xt.clone(), i_start,
+                          inp["cond"].clone(), list(timesteps), generator=generator(generator_seed), callback=log,
+                          return_intermediates=True)
+    check_frames_and_callback("iterative_denoise", result, actual, xt, timesteps, i_start, log)
+    passed("iterative_denoise: 3 strided steps match the reference on a tiny UNet; frames and callback are right")
 
 
 @public_check
@@ -251,7 +349,8 @@ def check_cfg_noise(cfg_noise, *, seed: int = 0) -> None:
     t = 500 if seed == 0 else parameter_rng("cfg_noise", seed).randrange(100, 950)
     scale = guidance_scale("cfg_noise", seed)
     xt = ref.forward(inp["x0"], t, alphas_cumprod, noise=inp["noise"])
-    result = cfg_noise(unet, xt.clone(), t, inp["cond"].clone(), inp["uncond"].clone(), scale=scale)
+    result = call_student(cfg_noise, "cfg_noise", unet, xt.clone(), t, inp["cond"].clone(), inp["uncond"].clone(),
+                          scale=scale)
     expected_eps, expected_var = ref.cfg_noise(reference_unet, xt, t, inp["cond"], inp["uncond"], scale=scale)
     eps_u, var_u = ref.predict_noise(reference_unet, xt, t, inp["uncond"])
     eps_c, _ = ref.predict_noise(reference_unet, xt, t, inp["cond"])
@@ -277,9 +376,9 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
     inp, timesteps, i_start, xt, unet, scheduler = loop_setup("iterative_denoise_cfg", seed)
     scale, generator_seed = guidance_scale("iterative_denoise_cfg", seed), derived_seed(seed)
     with recording(unet, UNetCalls()) as calls:
-        actual = iterative_denoise_cfg(unet, scheduler(), xt.clone(), i_start, inp["cond"].clone(),
-                                       inp["uncond"].clone(), list(timesteps), scale=scale,
-                                       generator=generator(generator_seed))
+        actual = call_student(iterative_denoise_cfg, "iterative_denoise_cfg", unet, scheduler(), xt.clone(), i_start,
+                              inp["cond"].clone(), inp["uncond"].clone(), list(timesteps), scale=scale,
+                              generator=generator(generator_seed))
     reference_unet, args = tiny_unet(), (inp["cond"], inp["uncond"], timesteps)
 
     def reference(guidance):
@@ -287,6 +386,8 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
                                          generator=generator(generator_seed))
 
     expected = reference(scale)
+    accepted = clamped_alternative(close(actual, expected, loose=True), ref.iterative_denoise_cfg, reference_unet,
+                                   scheduler(), xt, i_start, *args, scale=scale, generator=generator(generator_seed))
     hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else [
         ("Is γ applied to (ε_c − ε_u) and added to the unconditional estimate ε_u? Your loop matches guidance "
          "that starts from the conditional one.", reference(1 - scale)),
@@ -295,8 +396,13 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
     ]
     check_loop("iterative_denoise_cfg", calls, actual, expected, timesteps[i_start:-1],
                "Does each step use the CFG estimate ε_u + γ·(ε_c − ε_u), the conditional branch's variance, then "
-               "x̂0 → mean (A.3) → add_variance with the generator?", hypotheses)
-    passed("iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet")
+               "x̂0 → mean (A.3) → add_variance with the generator?", hypotheses, accepted)
+    log = CallbackLog()
+    result = call_student(iterative_denoise_cfg, "iterative_denoise_cfg", tiny_unet(), scheduler(), xt.clone(),
+                          i_start, inp["cond"].clone(), inp["uncond"].clone(), list(timesteps), scale=scale,
+                          generator=generator(generator_seed), callback=log, return_intermediates=True)
+    check_frames_and_callback("iterative_denoise_cfg", result, actual, xt, timesteps, i_start, log)
+    passed("iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet; frames and callback are right")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,10 +416,12 @@ def check_sdedit(sdedit, *, seed: int = 0) -> None:
     alphas_cumprod = tiny_scheduler().alphas_cumprod
     scale, generator_seed = guidance_scale("sdedit", seed), derived_seed(seed)
     with recording(unet, UNetCalls()) as calls:
-        actual = sdedit(unet, scheduler(), inp["x0"].clone(), i_start, inp["cond"].clone(), inp["uncond"].clone(),
-                        list(timesteps), scale=scale, generator=generator(generator_seed))
-    expected = ref_editing.sdedit(tiny_unet(), scheduler(), inp["x0"], i_start, inp["cond"], inp["uncond"],
-                                  timesteps, scale=scale, generator=generator(generator_seed))
+        actual = call_student(sdedit, "sdedit", unet, scheduler(), inp["x0"].clone(), i_start, inp["cond"].clone(),
+                              inp["uncond"].clone(), list(timesteps), scale=scale, generator=generator(generator_seed))
+    args = (tiny_unet(), scheduler(), inp["x0"], i_start, inp["cond"], inp["uncond"], timesteps)
+    expected = ref_editing.sdedit(*args, scale=scale, generator=generator(generator_seed))
+    accepted = clamped_alternative(close(actual, expected, loose=True), ref_editing.sdedit, *args, scale=scale,
+                                   generator=generator(generator_seed))
     start = ref.forward(inp["x0"], timesteps[i_start], alphas_cumprod, generator=generator(generator_seed))
     seen = calls.first_sample
     assert_true(seen is not None and seen.shape[1:] == start.shape[1:] and close(seen[:BATCH], start),
@@ -322,7 +430,7 @@ def check_sdedit(sdedit, *, seed: int = 0) -> None:
                 f"With i_start={i_start}, the UNet's first input was not x_orig noised to t={timesteps[i_start]}.")
     check_loop("sdedit", calls, actual, expected, timesteps[i_start:-1],
                "Does sdedit continue with iterative_denoise_cfg from i_start, with the same prompts, scale and "
-               "generator?")
+               "generator?", accepted=accepted)
     passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet")
 
 
@@ -347,10 +455,13 @@ def check_inpaint(inpaint, *, seed: int = 0) -> None:
     timesteps = timesteps[i_start:]  # inpaint runs the whole list it is given: [90, 60, 30, 0] at seed 0
     mask, scale, generator_seed = inpaint_mask(seed), guidance_scale("inpaint", seed), derived_seed(seed)
     with recording(unet, UNetCalls()) as calls:
-        actual = inpaint(unet, scheduler(), inp["x0"].clone(), mask.clone(), inp["cond"].clone(),
-                         inp["uncond"].clone(), list(timesteps), scale=scale, generator=generator(generator_seed))
-    expected = ref_editing.inpaint(tiny_unet(), scheduler(), inp["x0"], mask, inp["cond"], inp["uncond"], timesteps,
-                                   scale=scale, generator=generator(generator_seed))
+        actual = call_student(inpaint, "inpaint", unet, scheduler(), inp["x0"].clone(), mask.clone(),
+                              inp["cond"].clone(), inp["uncond"].clone(), list(timesteps), scale=scale,
+                              generator=generator(generator_seed))
+    args = (tiny_unet(), scheduler(), inp["x0"], mask, inp["cond"], inp["uncond"], timesteps)
+    expected = ref_editing.inpaint(*args, scale=scale, generator=generator(generator_seed))
+    accepted = clamped_alternative(close(actual, expected, loose=True), ref_editing.inpaint, *args, scale=scale,
+                                   generator=generator(generator_seed))
     problem = tensor_problem(actual, expected, "the inpainted image")
     assert_true(problem is None, "Does inpaint return an image of x_orig's shape and dtype?", f"{problem}.")
     outside = ((actual.double() - inp["x0"].double()).abs() * (1 - mask)).max()
@@ -359,5 +470,6 @@ def check_inpaint(inpaint, *, seed: int = 0) -> None:
                 f"Outside the mask the result differs from x_orig by up to {float(outside):.3g}.")
     check_loop("inpaint", calls, actual, expected, timesteps[:-1],
                "Does inpaint start from the generator's noise, and after each guided update x_t → x_{t′} replace "
-               "the kept pixels by forward(x_orig, t′, generator=generator) (update noise first, then forward's)?")
+               "the kept pixels by forward(x_orig, t′, generator=generator) (update noise first, then forward's)?",
+               accepted=accepted)
     passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet")

@@ -26,10 +26,13 @@ import torch.nn.functional as F
 
 from fwd_kit.checks.compare import (
     assert_close,
+    assert_follows_dtype,
     assert_true,
+    call_student,
     capitalized,
     close,
     describe,
+    error_kind,
     linear_form,
     passed,
     public_check,
@@ -91,10 +94,12 @@ def reference_facts(reference_cls, args: tuple, kwargs: dict, inputs: tuple, inp
 
 def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dict, inputs: tuple,
                  layout: str, input_kwargs: dict | None = None, seed: int = 0,
-                 reference_kwargs: dict | None = None) -> None:
+                 reference_kwargs: dict | None = None, note: str = "") -> None:
     """Build both classes with the same arguments; compare shape, parameters, names, then outputs.
 
     ``seed`` initialises both (``build``) and perturbs the reference's BatchNorm statistics (``calibrate_norms``).
+    Questions name the class only; the constructor's arguments and the shapes (other ones on hidden inputs)
+    follow them, with ``note`` (what else the inputs hold), and the grader shows hidden runs only the question.
     """
     input_kwargs = input_kwargs or {}
     call = f"{name}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
@@ -106,23 +111,23 @@ def check_module(name: str, student_cls, reference_cls, args: tuple, kwargs: dic
                 "super().__init__()?", f"{call} made a {describe(student)}.")
     shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
     with torch.no_grad():
-        actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
+        actual = call_student(student.eval(), name, *(x.clone() for x in inputs), **input_kwargs)
     problem = tensor_problem(actual, expected, "its output")
     if problem is not None and ("shape" in problem or not isinstance(actual, torch.Tensor)):
-        raise AssertionError(f"Does {call} map inputs of shape {shapes} to shape {tuple(expected.shape)}? "
-                             f"{capitalized(problem)}.")
+        raise AssertionError(f"Does {name} give its output the right shape? {call}{note} should map inputs of "
+                             f"shape {shapes} to shape {tuple(expected.shape)}: {problem}.")
     n_student = sum(p.numel() for p in student.parameters())
-    assert_true(n_student == n_reference, f"Does {call} hold the layers {layout}?",
-                f"It has {n_student} parameters, but should have {n_reference}.")
+    assert_true(n_student == n_reference, f"Does {name} hold the layers {layout}?",
+                f"{call} has {n_student} parameters, but should have {n_reference}.")
     try:
         student.load_state_dict(reference_state, strict=True)
     except RuntimeError:
-        raise AssertionError(f"Can the reference's weights be loaded into your {call}? Name the layers as the "
-                             f"instructions do ({layout}): {key_report(student, reference_state)}.") from None
+        raise AssertionError(f"Can the reference's weights be loaded into your {name}? Name the layers as the "
+                             f"instructions do ({layout}); {call}: {key_report(student, reference_state)}.") from None
     with torch.no_grad():
-        actual = student.eval()(*(x.clone() for x in inputs), **input_kwargs)
-    assert_close(actual, expected, f"Does {call} compute {layout}?", name="its output",
-                 context="With the reference's weights and BatchNorm statistics, in eval mode")
+        actual = call_student(student.eval(), name, *(x.clone() for x in inputs), **input_kwargs)
+    assert_close(actual, expected, f"Does {name} compute {layout}?", name="its output",
+                 context=f"{call}{note}, with the reference's weights and BatchNorm statistics, in eval mode")
 
 
 _OP = "{conv} → norm: BatchNorm2d → act: GELU"
@@ -253,8 +258,8 @@ def check_ClassConditionalUNet(ClassConditionalUNet, *, seed: int = 0) -> None:
                  layout, seed=seed)
     shown = ", ".join(str(int(m)) for m in mask)
     check_module("ClassConditionalUNet", ClassConditionalUNet, ref_unet.ClassConditionalUNet, (), kwargs, inputs,
-                 layout + f" (with mask = [{shown}]: the {('first', 'second')[dropped]} image's class is dropped, "
-                 "c ← c·mask)", input_kwargs={"mask": mask}, seed=seed)
+                 layout + " and, given a mask, c ← c·mask", input_kwargs={"mask": mask}, seed=seed,
+                 note=f" with mask = [{shown}] (the {('first', 'second')[dropped]} image's class dropped)")
     passed("ClassConditionalUNet: output shape, parameter names and outputs (with and without mask) match")
 
 
@@ -299,29 +304,33 @@ def check_add_noise(add_noise, *, seed: int = 0) -> None:
     x, noise = digits(n, seed), gaussian(n, 1, 28, 28, seed=derived_seed(seed))
     for sigma in sigmas:
         expected = ref_denoiser.add_noise(x, sigma, noise=noise)
-        actual = add_noise(x.clone(), sigma, noise=noise.clone())
+        actual = call_student(add_noise, "add_noise", x.clone(), sigma, noise=noise.clone())
         assert_close(actual, expected, "Does add_noise return z = x + σ·ε?", name="z",
                      context=f"With σ={sigma:g} and the noise given{linear_form(actual, {'x': x, 'ε': noise})}")
     levels = torch.linspace(0.1, 0.9, n) if seed == 0 else torch.rand(n, generator=generator(derived_seed(seed, 5)))
     question = ("With one σ per image (a tensor of shape (N,)), does add_noise scale each image's noise by its own "
                 "σ (σ reshaped to (N, 1, 1, 1))?")
     try:
-        per_image = add_noise(x.clone(), levels.clone(), noise=noise.clone())
-    except NotImplementedError:
+        per_image = call_student(add_noise, "add_noise", x.clone(), levels.clone(), noise=noise.clone())
+    except (NotImplementedError, AssertionError):
         raise
     except Exception as err:  # noqa: BLE001 - a σ that does not broadcast: say which question it answers wrong
-        raise AssertionError(f"{question} With σ of shape ({n},) it raised {type(err).__name__}: {err}") from None
+        raise AssertionError(f"{question} With σ of shape ({n},) it raised {error_kind(err)}.") from None
     assert_close(per_image, ref_denoiser.add_noise(x, levels, noise=noise), question, name="z")
     sigma, generator_seed = sigmas[0], derived_seed(seed, 7)
-    first = add_noise(x.clone(), sigma, generator=generator(generator_seed))
-    again = add_noise(x.clone(), sigma, generator=generator(generator_seed))
+    first = call_student(add_noise, "add_noise", x.clone(), sigma, generator=generator(generator_seed))
+    again = call_student(add_noise, "add_noise", x.clone(), sigma, generator=generator(generator_seed))
     problem = tensor_problem(first, x, "z")
     assert_true(problem is None, "When noise is None, does add_noise return z of x's shape and dtype?", f"{problem}.")
     assert_normal((first.double() - x.double()) / sigma, "When noise is None, does add_noise draw ε ~ N(0, I) "
                   "(torch.randn)?", f"With σ={sigma:g} the implied noise (z − x)/σ", tol=0.1)
     assert_true(close(again, first), "When noise is None, does add_noise draw ε with the generator it is given, so "
                 "that the same seed gives the same z?", "Two calls with generators seeded alike gave different z.")
-    passed("add_noise: z matches on given noise; fresh noise looks like N(0, I) and follows the generator")
+    x, noise = x.double(), noise.double()
+    assert_follows_dtype(lambda: call_student(add_noise, "add_noise", x.clone(), sigma, noise=noise.clone()),
+                         ref_denoiser.add_noise(x, sigma, noise=noise), "add_noise", "x's", "z")
+    passed("add_noise: z matches on given noise (float32 and float64); fresh noise looks like N(0, I) and follows "
+           "the generator")
 
 
 @public_check
@@ -330,7 +339,8 @@ def check_denoiser_loss(denoiser_loss, *, seed: int = 0) -> None:
     # hidden σ: never the default 0.5, so that a hard-coded σ fails
     sigma = 0.3 if seed == 0 else parameter_rng("denoiser_loss", seed).choice((0.15, 0.2, 0.25, 0.35, 0.4, 0.6, 0.7, 0.8))
     probe, x = Probe("plain"), digits(N_LOSS, seed)
-    loss = denoiser_loss(probe, x.clone(), sigma=sigma, generator=generator(derived_seed(seed)))
+    loss = call_student(denoiser_loss, "denoiser_loss", probe, x.clone(), sigma=sigma,
+                        generator=generator(derived_seed(seed)))
     z = only_call("denoiser_loss", probe, x.shape)["x"]
     assert_normal((z - x.double()) / sigma, "Is the UNet's input z = x + σ·ε, with ε ~ N(0, I) and σ = sigma?",
                   f"With σ={sigma}, the noise (z − x)/σ implied by the UNet's input")
@@ -345,7 +355,7 @@ def check_denoiser_loss(denoiser_loss, *, seed: int = 0) -> None:
 def check_pure_noise_loss(pure_noise_loss, *, seed: int = 0) -> None:
     """On a probe UNet: its input is pure N(0, I) noise, and the loss is the MSE of its output to x."""
     probe, x = Probe("plain"), digits(N_LOSS, seed)
-    loss = pure_noise_loss(probe, x.clone(), generator=generator(derived_seed(seed)))
+    loss = call_student(pure_noise_loss, "pure_noise_loss", probe, x.clone(), generator=generator(derived_seed(seed)))
     eps = only_call("pure_noise_loss", probe, x.shape)["x"]
     question = "Is the UNet's input pure noise ε ~ N(0, I), with nothing of x in it?"
     assert_normal(eps, question, "The UNet's input")

@@ -19,13 +19,16 @@ import torch.nn.functional as F
 
 from fwd_kit.checks.compare import (
     assert_close,
+    assert_follows_dtype,
     assert_true,
+    call_student,
     close,
     describe,
     fmt,
     linear_form,
     passed,
     public_check,
+    tolerance,
 )
 from fwd_kit.checks.fixtures import (
     ModuleCalls,
@@ -67,20 +70,23 @@ def check_interpolate(interpolate, *, seed: int = 0) -> None:
         rng.shuffle(times)
     x0, x1, t = gaussian(4, 1, 28, 28, seed=derived_seed(seed)), digits(4, seed), torch.tensor(times)
     expected = ref_fm.interpolate(x0, x1, t)
-    actual = interpolate(x0.clone(), x1.clone(), t.clone())
+    actual = call_student(interpolate, "interpolate", x0.clone(), x1.clone(), t.clone())
     swapped = ref_fm.interpolate(x1, x0, t) if alternatives_wanted(close(actual, expected)) else None
     if swapped is not None and not close(actual, expected) and close(actual, swapped):
         raise AssertionError("Does t = 0 give the noise x0 and t = 1 the data x1? Your path runs the other way.")
     assert_close(actual, expected, "Does interpolate compute x_t = (1 − t)·x0 + t·x1, with one t per image "
                  "broadcast over (C, H, W)?", name="x_t", context=f"With t = [{fmt(times)}]")
-    passed(f"interpolate: x_t matches at t = {fmt(times[:-1])} and {fmt(times[-1])}")
+    x0, x1, t = x0.double(), x1.double(), t.double()
+    assert_follows_dtype(lambda: call_student(interpolate, "interpolate", x0.clone(), x1.clone(), t.clone()),
+                         ref_fm.interpolate(x0, x1, t), "interpolate", "x0's", "x_t")
+    passed(f"interpolate: x_t matches at t = {fmt(times[:-1])} and {fmt(times[-1])} (also in float64)")
 
 
 @public_check
 def check_flow_target(flow_target, *, seed: int = 0) -> None:
     n = 4 if seed == 0 else parameter_rng("flow_target", seed).randint(2, 6)
     x0, x1 = gaussian(n, 1, 28, 28, seed=derived_seed(seed)), digits(n, seed)
-    actual = flow_target(x0.clone(), x1.clone())
+    actual = call_student(flow_target, "flow_target", x0.clone(), x1.clone())
     assert_close(actual, ref_fm.flow_target(x0, x1), "Is the target the velocity of the straight path from the "
                  "noise x0 to the data x1?", name="u", context=linear_form(actual, {"x0": x0, "x1": x1}).lstrip(", "))
     passed("flow_target: the velocity matches")
@@ -128,7 +134,7 @@ def _check_classes(name: str, call: dict, labels: torch.Tensor, p_uncond: float)
 def check_time_fm_forward(time_fm_forward, *, seed: int = 0) -> None:
     """On a probe UNet: t ~ U[0, 1], x_t on the straight path from N(0, I) noise, loss to x1 − x0."""
     probe, x1 = Probe("time"), digits(N_LOSS, seed)
-    loss = time_fm_forward(probe, x1.clone(), generator=generator(derived_seed(seed)))
+    loss = call_student(time_fm_forward, "time_fm_forward", probe, x1.clone(), generator=generator(derived_seed(seed)))
     _check_fm_loss("time_fm_forward", only_call("time_fm_forward", probe, x1.shape), loss, x1)
     passed("time_fm_forward: t, x_t and the loss read back from the UNet's inputs are right")
 
@@ -146,8 +152,8 @@ def loss_labels(name: str, seed: int) -> tuple[torch.Tensor, float]:
 def check_class_fm_forward(class_fm_forward, *, seed: int = 0) -> None:
     """As time_fm_forward, plus one-hot classes dropped with probability p_uncond."""
     (labels, p_uncond), probe, x1 = loss_labels("class_fm_forward", seed), Probe("class"), digits(N_LOSS, seed)
-    loss = class_fm_forward(probe, x1.clone(), labels.clone(), p_uncond=p_uncond,
-                            generator=generator(derived_seed(seed)))
+    loss = call_student(class_fm_forward, "class_fm_forward", probe, x1.clone(), labels.clone(), p_uncond=p_uncond,
+                        generator=generator(derived_seed(seed)))
     call = only_call("class_fm_forward", probe, x1.shape)
     _check_classes("class_fm_forward", call, labels, p_uncond)
     _check_fm_loss("class_fm_forward", call, loss, x1)
@@ -208,6 +214,32 @@ def check_sampler(name: str, calls: ModuleCalls, actual, expected, times: list[f
     assert_close(actual, expected, question, name="the samples", loose=True)
 
 
+def check_trajectory(name: str, run, expected) -> None:
+    """The sampler run with ``return_trajectory=True`` on a float64 copy of its network (``run()``): it must
+    return (samples, [x_0, …, x_T]) — the T + 1 iterates the notebook's GIF shows — in the network's dtype,
+    matching the reference's ``expected`` pair (float32's tolerance: the point here is the dtype)."""
+    box = {}
+
+    def samples():
+        result = box["result"] = run()
+        assert_true(isinstance(result, (tuple, list)) and len(result) == 2, f"With return_trajectory=True, does "
+                    f"{name} return a pair (samples, trajectory)?", f"It returned a {describe(result)}.")
+        return result[0]
+
+    expected_samples, expected_trajectory = expected
+    assert_follows_dtype(samples, expected_samples, name, "the UNet's", "the samples", loose=True)
+    trajectory, n = box["result"][1], len(expected_trajectory)
+    question = (f"Does {name}(..., return_trajectory=True) also return the list of the num_ts + 1 iterates x, the "
+                "starting noise first and the samples last?")
+    size = len(trajectory) if isinstance(trajectory, (list, tuple)) else None
+    assert_true(size == n, question, f"The trajectory holds {size if size is not None else describe(trajectory)} "
+                f"entries, but should hold {n}.")
+    rtol, atol = tolerance(torch.float32, loose=True)
+    for k in sorted({0, n // 2, n - 1}):
+        assert_close(trajectory[k], expected_trajectory[k], question, name=f"iterate {k} of the trajectory",
+                     rtol=rtol, atol=atol, check_dtype=False)
+
+
 def _cfg_hypotheses(sample, scale: float) -> list:
     return [
         ("Is γ applied to (conditional − unconditional) and added to the unconditional estimate? Your samples "
@@ -224,14 +256,22 @@ def check_time_fm_sample(time_fm_sample, *, seed: int = 0) -> None:
     unet, generator_seed = sampler_unet("time"), derived_seed(seed)
     reference_unet = copy.deepcopy(unet)
     with recording(unet, ModuleCalls(time_index=1)) as calls:
-        actual = time_fm_sample(unet, n, img_wh=(28, 28), num_ts=num_ts, generator=generator(generator_seed))
+        actual = call_student(time_fm_sample, "time_fm_sample", unet, n, img_wh=(28, 28), num_ts=num_ts,
+                              generator=generator(generator_seed))
     expected = ref_fm.time_fm_sample(reference_unet, n, img_wh=(28, 28), num_ts=num_ts,
                                      generator=generator(generator_seed))
     check_sampler("time_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
                   "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", n,
                   "Does each Euler step do x ← x + (1/num_ts)·u_θ(x, t), and is the last x returned?",
                   generator_seed=generator_seed)
-    passed(f"time_fm_sample: {num_ts} Euler steps match the reference on a small UNet")
+    unet64 = sampler_unet("time").double()
+    expected = ref_fm.time_fm_sample(copy.deepcopy(unet64), n, img_wh=(28, 28), num_ts=num_ts,
+                                     generator=generator(generator_seed), return_trajectory=True)
+    check_trajectory("time_fm_sample", lambda: call_student(
+        time_fm_sample, "time_fm_sample", unet64, n, img_wh=(28, 28), num_ts=num_ts,
+        generator=generator(generator_seed), return_trajectory=True), expected)
+    passed(f"time_fm_sample: {num_ts} Euler steps match the reference on a small UNet (float32 and float64, "
+           "with the trajectory)")
 
 
 @public_check
@@ -246,15 +286,22 @@ def check_class_fm_sample(class_fm_sample, *, seed: int = 0) -> None:
                                       guidance_scale=guidance, generator=generator(generator_seed))
 
     with recording(unet, ModuleCalls(time_index=2)) as calls:
-        actual = class_fm_sample(unet, labels.clone(), img_wh=(28, 28), num_ts=num_ts, guidance_scale=scale,
-                                 generator=generator(generator_seed))
+        actual = call_student(class_fm_sample, "class_fm_sample", unet, labels.clone(), img_wh=(28, 28),
+                              num_ts=num_ts, guidance_scale=scale, generator=generator(generator_seed))
     expected = sample(scale)
     hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else _cfg_hypotheses(sample, scale)
     check_sampler("class_fm_sample", calls, actual, expected, [i / num_ts for i in range(num_ts)],
                   "t = i/num_ts for i = 0, …, num_ts − 1 (t = 0 is noise)", len(labels),
                   "Does each step use u = u_u + γ·(u_c − u_u), with u_u from the zero class vector, then "
                   "x ← x + u/num_ts?", hypotheses, generator_seed)
-    passed(f"class_fm_sample: {num_ts} guided Euler steps match the reference on a small UNet")
+    unet64 = sampler_unet("class").double()
+    expected = ref_fm.class_fm_sample(copy.deepcopy(unet64), labels, img_wh=(28, 28), num_ts=num_ts,
+                                      guidance_scale=scale, generator=generator(generator_seed), return_trajectory=True)
+    check_trajectory("class_fm_sample", lambda: call_student(
+        class_fm_sample, "class_fm_sample", unet64, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
+        guidance_scale=scale, generator=generator(generator_seed), return_trajectory=True), expected)
+    passed(f"class_fm_sample: {num_ts} guided Euler steps match the reference on a small UNet (float32 and float64, "
+           "with the trajectory)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,7 +324,7 @@ def check_ddpm_schedule(ddpm_schedule, *, seed: int = 0) -> None:
     for kwargs in ({}, other):
         call = f"ddpm_schedule({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         expected = ref_ddpm.ddpm_schedule(**kwargs)
-        result = ddpm_schedule(**kwargs)
+        result = call_student(ddpm_schedule, "ddpm_schedule", **kwargs)
         assert_true(isinstance(result, dict) and all(k in result for k in questions), "Does ddpm_schedule return a "
                     "dict with the keys 'betas', 'alphas' and 'alpha_bars'?", f"{call} returned a {describe(result)}"
                     f"{' with keys ' + str(list(result)) if isinstance(result, dict) else ''}.")
@@ -346,10 +393,11 @@ def check_ddpm_forward(ddpm_forward, *, seed: int = 0) -> None:
     probe, x0 = Probe("time"), digits(N_LOSS, seed)
     schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
     short = Probe("time")  # first the range of t, on a schedule so short that every value shows
-    ddpm_forward(short, short_schedule("ddpm_forward", seed), x0.clone(), num_ts=SHORT_T,
+    call_student(ddpm_forward, "ddpm_forward", short, short_schedule("ddpm_forward", seed), x0.clone(), num_ts=SHORT_T,
                  generator=generator(derived_seed(seed, 17)))
     _check_time_values("ddpm_forward", short, x0.shape[0])
-    loss = ddpm_forward(probe, schedule, x0.clone(), num_ts=num_ts, generator=generator(derived_seed(seed)))
+    loss = call_student(ddpm_forward, "ddpm_forward", probe, schedule, x0.clone(), num_ts=num_ts,
+                        generator=generator(derived_seed(seed)))
     _check_ddpm_loss("ddpm_forward", only_call("ddpm_forward", probe, x0.shape), loss, x0, schedule, num_ts)
     passed("ddpm_forward: t, x_t and the loss read back from the UNet's inputs are right")
 
@@ -361,11 +409,12 @@ def check_class_ddpm_forward(class_ddpm_forward, *, seed: int = 0) -> None:
     probe, x0 = Probe("class"), digits(N_LOSS, seed)
     schedule = ref_ddpm.ddpm_schedule() if seed == 0 else ref_ddpm.ddpm_schedule(num_ts=num_ts)
     short = Probe("class")  # first the range of t (see check_ddpm_forward)
-    class_ddpm_forward(short, short_schedule("class_ddpm_forward", seed), x0.clone(), labels.clone(), p_uncond=p_uncond,
-                       num_ts=SHORT_T, generator=generator(derived_seed(seed, 17)))
+    call_student(class_ddpm_forward, "class_ddpm_forward", short, short_schedule("class_ddpm_forward", seed),
+                 x0.clone(), labels.clone(), p_uncond=p_uncond, num_ts=SHORT_T,
+                 generator=generator(derived_seed(seed, 17)))
     _check_time_values("class_ddpm_forward", short, x0.shape[0])
-    loss = class_ddpm_forward(probe, schedule, x0.clone(), labels.clone(), p_uncond=p_uncond, num_ts=num_ts,
-                              generator=generator(derived_seed(seed)))
+    loss = call_student(class_ddpm_forward, "class_ddpm_forward", probe, schedule, x0.clone(), labels.clone(),
+                        p_uncond=p_uncond, num_ts=num_ts, generator=generator(derived_seed(seed)))
     call = only_call("class_ddpm_forward", probe, x0.shape)
     _check_classes("class_ddpm_forward", call, labels, p_uncond)
     _check_ddpm_loss("class_ddpm_forward", call, loss, x0, schedule, num_ts)
@@ -388,6 +437,35 @@ def sampler_schedule(name: str, seed: int, num_ts: int) -> dict:
 
 
 @public_check
+def check_ddpm_step(ddpm_step, *, seed: int = 0) -> None:
+    """One ancestral step at t = T, at a middle t and at t = 1 (z = None), on the float64 schedule the samplers
+    pass (``_schedule64``); then in float64."""
+    from fwd_kit.schedules import _schedule64
+
+    num_ts = SAMPLER_SCHEDULE["num_ts"] if seed == 0 else parameter_rng("ddpm_step", seed).randint(5, 9)
+    s = _schedule64(sampler_schedule("ddpm_step", seed, num_ts), num_ts)
+    xt = gaussian(3, 1, 28, 28, seed=derived_seed(seed))
+    eps_hat = 0.7 * gaussian(3, 1, 28, 28, seed=derived_seed(seed, 1)) + 0.3 * xt  # not x_t's true noise
+    z = gaussian(3, 1, 28, 28, seed=derived_seed(seed, 2))
+    question = ("Does ddpm_step compute x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t) and x_{t−1} = sqrt(ᾱ_{t−1})·β_t/"
+                "(1 − ᾱ_t)·x̂0 + sqrt(α_t)·(1 − ᾱ_{t−1})/(1 − ᾱ_t)·x_t + sqrt(β_t)·z, with β_t = betas[t − 1], "
+                "ᾱ_0 = 1 and no noise when z is None?")
+    for t in (num_ts, num_ts // 2, 1):
+        noise = z if t > 1 else None
+        expected = ref_ddpm.ddpm_step(s, t, xt, eps_hat, noise)
+        actual = call_student(ddpm_step, "ddpm_step", s, t, xt.clone(), eps_hat.clone(),
+                              None if noise is None else noise.clone())
+        bases = {"x_t": xt, "ε̂": eps_hat, **({"z": z} if noise is not None else {})}
+        assert_close(actual, expected, question, name="x_{t−1}", context=f"At t={t} of T={num_ts}"
+                     f"{'' if noise is not None else ' with z = None'}{linear_form(actual, bases)}")
+    t = num_ts // 2
+    x64, e64, z64 = xt.double(), eps_hat.double(), z.double()
+    assert_follows_dtype(lambda: call_student(ddpm_step, "ddpm_step", s, t, x64.clone(), e64.clone(), z64.clone()),
+                         ref_ddpm.ddpm_step(s, t, x64, e64, z64), "ddpm_step", "x_t's", "x_{t−1}")
+    passed(f"ddpm_step: x_(t−1) matches at t = {num_ts}, {num_ts // 2} and 1 (float32 and float64)")
+
+
+@public_check
 def check_ddpm_sample(ddpm_sample, *, seed: int = 0) -> None:
     """Six ancestral steps of a small stand-in network (conditioning="ddpm"), same generator as the reference."""
     n, num_ts, _ = sampler_case("ddpm_sample", seed, (3, SAMPLER_SCHEDULE["num_ts"], 1.0), range(5, 8))
@@ -395,12 +473,20 @@ def check_ddpm_sample(ddpm_sample, *, seed: int = 0) -> None:
     schedule, reference_unet, generator_seed = sampler_schedule("ddpm_sample", seed, num_ts), copy.deepcopy(unet), \
         derived_seed(seed)
     with recording(unet, ModuleCalls(time_index=1)) as calls:
-        actual = ddpm_sample(unet, schedule, n, img_wh=(28, 28), num_ts=num_ts, generator=generator(generator_seed))
+        actual = call_student(ddpm_sample, "ddpm_sample", unet, schedule, n, img_wh=(28, 28), num_ts=num_ts,
+                              generator=generator(generator_seed))
     expected = ref_ddpm.ddpm_sample(reference_unet, schedule, n, img_wh=(28, 28), num_ts=num_ts,
                                     generator=generator(generator_seed))
     check_sampler("ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
                   "t/T for t = T, T − 1, …, 1", n, _DDPM_STEP, generator_seed=generator_seed)
-    passed(f"ddpm_sample: {num_ts} ancestral steps match the reference on a small UNet")
+    unet64 = sampler_unet("time").double()
+    expected = ref_ddpm.ddpm_sample(copy.deepcopy(unet64), schedule, n, img_wh=(28, 28), num_ts=num_ts,
+                                    generator=generator(generator_seed), return_trajectory=True)
+    check_trajectory("ddpm_sample", lambda: call_student(
+        ddpm_sample, "ddpm_sample", unet64, schedule, n, img_wh=(28, 28), num_ts=num_ts,
+        generator=generator(generator_seed), return_trajectory=True), expected)
+    passed(f"ddpm_sample: {num_ts} ancestral steps match the reference on a small UNet (float32 and float64, with "
+           "the trajectory)")
 
 
 @public_check
@@ -416,12 +502,20 @@ def check_class_ddpm_sample(class_ddpm_sample, *, seed: int = 0) -> None:
                                           guidance_scale=guidance, generator=generator(generator_seed))
 
     with recording(unet, ModuleCalls(time_index=2)) as calls:
-        actual = class_ddpm_sample(unet, schedule, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
-                                   guidance_scale=scale, generator=generator(generator_seed))
+        actual = call_student(class_ddpm_sample, "class_ddpm_sample", unet, schedule, labels.clone(), img_wh=(28, 28),
+                              num_ts=num_ts, guidance_scale=scale, generator=generator(generator_seed))
     expected = sample(scale)
     hypotheses = [] if not alternatives_wanted(close(actual, expected, loose=True)) else _cfg_hypotheses(sample, scale)
     check_sampler("class_ddpm_sample", calls, actual, expected, [t / num_ts for t in range(num_ts, 0, -1)],
                   "t/T for t = T, T − 1, …, 1", len(labels),
                   "Does each step use ε̂ = ε_u + γ·(ε_c − ε_u), ε_u from the zero class vector? " + _DDPM_STEP,
                   hypotheses, generator_seed)
-    passed(f"class_ddpm_sample: {num_ts} guided ancestral steps match the reference on a small UNet")
+    unet64 = sampler_unet("class").double()
+    expected = ref_ddpm.class_ddpm_sample(copy.deepcopy(unet64), schedule, labels, img_wh=(28, 28), num_ts=num_ts,
+                                          guidance_scale=scale, generator=generator(generator_seed),
+                                          return_trajectory=True)
+    check_trajectory("class_ddpm_sample", lambda: call_student(
+        class_ddpm_sample, "class_ddpm_sample", unet64, schedule, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
+        guidance_scale=scale, generator=generator(generator_seed), return_trajectory=True), expected)
+    passed(f"class_ddpm_sample: {num_ts} guided ancestral steps match the reference on a small UNet (float32 and "
+           "float64, with the trajectory)")
