@@ -11,6 +11,14 @@ functions and classes, start the student's process (:mod:`autograder.sandbox`) a
 - **semantic** (Part A): a sample drawn with the student's loop by the course's digit model, read by the
   project's MNIST classifier (:mod:`autograder.semantic`).
 
+Each mistake costs its own points once: a test of a function that calls other graded functions, failing
+with the student's own, runs again with the course's definitions of those in a second sandboxed process
+that is never shown (:mod:`autograder.course_helpers`); if it passes there it keeps its points and says
+which helper to look at. A hidden test shows only the check's question, or the type of the exception the
+student's code raised — never its message, traceback or prints. The choices the course leaves open (a
+clamped x̂0, which variance the illusions add, the order of random draws, …) pass every check; they are
+listed in :data:`fwd_kit.checks.compare.OPEN_CHOICES`.
+
 Write ``results.json`` (Gradescope's format) and ``feedback.html`` per submission, and for a batch a
 ``summary.csv``. Whatever a submission does, its results file is written and the batch goes on.
 """
