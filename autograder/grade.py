@@ -632,11 +632,11 @@ def _grade_and_write(path: str, out_dir: str, part: str | None, limits: Limits |
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         report = crashed_report(path, part, f"The grader failed on this submission ({detail}); "
                                             "tell the course staff.", kinds, bundle)
-    _write_with_sandbox_note(report, out_dir)
+    write_with_sandbox_note(report, out_dir)
     return report
 
 
-def _write_with_sandbox_note(report: Report, out_dir: str | Path) -> None:
+def write_with_sandbox_note(report: Report, out_dir: str | Path) -> None:
     """``write_report``, then ``extra_data.sandbox`` in results.json: the layers that confined the code."""
     from autograder import isolation
 
@@ -691,7 +691,7 @@ def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = Non
             reports[i] = crashed_report(paths[i], part, f"The grader could not finish this submission: "
                                         f"{ended.problem or 'no report came back'}. Tell the course staff.",
                                         kinds, bundle)
-            _write_with_sandbox_note(reports[i], dirs[i])
+            write_with_sandbox_note(reports[i], dirs[i])
         log(f"{submission_name(paths[i])}: {reports[i].score:g} / {reports[i].max_score:g}")
     write_summary(reports, out / "summary.csv")
     return reports

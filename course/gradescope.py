@@ -264,7 +264,12 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
         "results. Does your code run for very long, or keep very large tensors? If not, tell the course staff."))
     begin = time.perf_counter()
     try:
-        from autograder.grade import crashed_report, grade_submission, write_report
+        from autograder.grade import (
+            crashed_report,
+            grade_submission,
+            write_report,
+            write_with_sandbox_note,
+        )
     except Exception as err:  # noqa: BLE001 - a broken installation: say so in the results
         write_json(results, message_results(f"The autograder is not installed correctly ({type(err).__name__}: "
                                             f"{err}). Please tell the course staff."))
@@ -277,7 +282,7 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
         report = crashed_report(submission, settings.part, f"The grader failed on this submission "
                                 f"({type(err).__name__}: {err}); please tell the course staff.")
         report.seconds["total"] = round(time.perf_counter() - begin, 2)
-    write_report(report, results.parent)
+    write_with_sandbox_note(report, results.parent)  # with the layers that confined the code
     return results
 
 
