@@ -109,8 +109,9 @@ ITERATIVE = [
     """),
     *graded(denoise.strided_timesteps, 1),
     code('''
-    timesteps = strided_timesteps()  # 990, 960, ..., 30, 0
+    timesteps = strided_timesteps(stride=STRIDE)  # 990, 960, ..., 30, 0
     set_strided_timesteps(stage_1.scheduler, timesteps)  # add_variance reads the next timestep from this list
+    course_index = lambda i: i * 30 // STRIDE  # the course's index i at another STRIDE (test runs only): the same t
     print(len(timesteps), "timesteps:", timesteps[:3], "...", timesteps[-3:])
     '''),
     md(r"""
@@ -137,7 +138,7 @@ ITERATIVE = [
     '''),
     *graded(denoise.iterative_denoise, 3),
     code('''
-    i_start = 10  # t = timesteps[10] = 690
+    i_start = course_index(10)  # t = timesteps[10] = 690
     g = torch.Generator(DEVICE).manual_seed(SEED)
     xt = forward(test_image, timesteps[i_start], alphas_cumprod, generator=g)
     final, frames = iterative_denoise(stage_1.unet, stage_1.scheduler, xt, i_start, embed(EDIT_PROMPT), timesteps,
@@ -208,6 +209,7 @@ EDITING = [
     *graded(editing.sdedit, 2),
     code('''
     I_STARTS = (5, 10, 20) if FAST else SDEDIT_I_STARTS  # (1, 3, 5, 7, 10, 20): t = 960 ... 390
+    I_STARTS = tuple(dict.fromkeys(map(course_index, I_STARTS)))  # the same unless STRIDE was changed
 
 
     def show_sdedit_sweep(images, names, prompt, i_starts=I_STARTS):
@@ -366,7 +368,8 @@ BELLS_AND_WHISTLES = [
     your choice.
     """),
     code('''
-    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=(7,) if FAST else (3, 5, 7, 10))
+    logo_i_starts = tuple(dict.fromkeys(map(course_index, (7,) if FAST else (3, 5, 7, 10))))
+    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=logo_i_starts)
     '''),
     reflect("reflect_bells_whistles", 1, "Which extra views and which logo did you make, and how well did "
                "they work?"),
@@ -386,10 +389,10 @@ UPSAMPLING = [
         from fwd_kit.loading import load_stage2
         from fwd_kit.upsample import upsample
 
-        stage_2 = load_stage2(device=DEVICE)
+        stage_2 = load_stage2(MODEL_2, device=DEVICE)
         g = torch.Generator(DEVICE).manual_seed(SEED)
         upsampled = upsample(stage_2, part0_images.to(DEVICE, DTYPE), part0_embeds, uncond.expand_as(part0_embeds),
-                             num_inference_steps=20, generator=g)
+                             num_inference_steps=20 if STRIDE == 30 else 1, generator=g)
         show_grid(upsampled, titles=[fill(p, 24) for p in PART0_PROMPTS], suptitle="stage 2: 256×256")
     '''),
 ]
