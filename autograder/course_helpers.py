@@ -128,8 +128,9 @@ class StudentFunction(RemoteFunction):
 
 def calls_of(cells: list[Cell], graded: list[str]) -> dict[str, set[str]]:
     """Per graded name: the graded names its definition refers to, directly or through the provided
-    definitions and other graded names of the notebook (e.g. ``inpaint`` → ``denoise_step`` (provided) →
-    ``estimate_x0``, ``denoise_step_mean``), read from the submission's own cells."""
+    definitions and other graded functions of the notebook (e.g. ``inpaint`` → ``denoise_step`` (provided) →
+    ``estimate_x0``, ``denoise_step_mean``; ``sdedit`` → ``iterative_denoise_cfg`` → ``cfg_noise``), read
+    from the submission's own cells."""
     refers: dict[str, set[str]] = {}
     for cell in cells:
         try:
@@ -154,8 +155,7 @@ def calls_of(cells: list[Cell], graded: list[str]) -> dict[str, set[str]]:
             if other in seen or other == name:
                 continue
             seen.add(other)
-            if other not in graded:  # a provided definition: look through it
-                todo.extend(refers.get(other, ()))
+            todo.extend(refers.get(other, ()))  # through provided definitions and other graded functions
         result[name] = seen & set(graded)
     return result
 

@@ -5,12 +5,13 @@ line of a solution cell (``Edit``: the old text must occur exactly once in that 
 silently miss after the notebook changes); an **alternative** replaces a whole answer cell with another
 correct implementation.
 
-A mistake in a function loses points on that function's tests and on the tests of every graded function
-that calls it, directly or not, in the student's own code: ``CALLS`` lists, per graded name, the graded
-names its solution cell uses (checked against the notebooks by the tests), and :func:`broken_by` closes
-it. The checks themselves call only the function they grade, with reference models and views as
-arguments (``visual_anagram`` gets the reference's views, the samplers get reference UNets), so nothing
-else propagates.
+A mistake in a function loses the points of that function's own tests only. The graded functions that
+call it, directly or not, in the student's own code (``CALLS`` lists, per graded name, the graded names
+its solution cell uses, checked against the notebooks by the tests; :func:`broken_by` closes it) fail
+their checks with the student's helper, are graded again with the course's helpers
+(``autograder.course_helpers``), keep their points and name the helper to look at. The checks themselves
+call only the function they grade, with reference models and views as arguments (``visual_anagram``
+gets the reference's views, the samplers get reference UNets), so nothing else propagates.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ CALLS = {
         "class_fm_sample": set(),
         "ddpm_schedule": set(),
         "ddpm_forward": set(),
-        "ddpm_step": set(),  # graded through ddpm_sample and class_ddpm_sample (no check of its own)
+        "ddpm_step": set(),
         "ddpm_sample": {"ddpm_step"},
         "class_ddpm_forward": set(),
         "class_ddpm_sample": {"ddpm_step"},
@@ -210,10 +211,11 @@ def forward(x0, t, alphas_cumprod, noise=None, generator=None):
         images.append(math.sqrt(alpha_bar) * image + math.sqrt(1 - alpha_bar) * eps)
     return torch.stack(images)
 '''),
-    Rewrite("estimate_x0", "torch.sqrt of a tensor", '''
+    Rewrite("estimate_x0", "torch.sqrt of a tensor, x̂0 clamped to [-1, 1] (optional in the course; every loop of "
+            "this notebook then uses the clamped estimate)", '''
 def estimate_x0(xt, eps, t, alphas_cumprod):
     alpha_bar = alphas_cumprod[t].to(xt.dtype)
-    return (xt - torch.sqrt(1 - alpha_bar) * eps) / torch.sqrt(alpha_bar)
+    return ((xt - torch.sqrt(1 - alpha_bar) * eps) / torch.sqrt(alpha_bar)).clamp(-1, 1)
 '''),
     Rewrite("one_step_denoise", "the UNet called directly, ε̂ sliced from its output", '''
 def one_step_denoise(unet, xt, t, prompt_embeds, alphas_cumprod):
@@ -233,6 +235,8 @@ import math
 
 
 def denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod):
+    if not t_prev < t:
+        raise ValueError(f"t_prev must be smaller than t, but got t={t}, t_prev={t_prev}.")
     alpha_bar, alpha_bar_prev = float(alphas_cumprod[t]), float(alphas_cumprod[t_prev])
     alpha = alpha_bar / alpha_bar_prev
     beta = 1 - alpha
@@ -339,15 +343,17 @@ def lowpass(x, kernel_size=33, sigma=2.0):
 def highpass(x, kernel_size=33, sigma=2.0):
     return x - TF.gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
 '''),
-    Rewrite("make_hybrids", "one CFG call per prompt", '''
+    Rewrite("make_hybrids", "one CFG call per prompt, its helpers called in another order (the high prompt "
+            "first, highpass before lowpass)", '''
 def make_hybrids(unet, scheduler, xt, i_start, prompt_embeds_low, prompt_embeds_high, uncond_prompt_embeds,
                  timesteps, scale=7.0, kernel_size=33, sigma=2.0, generator=None, callback=None):
     set_strided_timesteps(scheduler, timesteps)
     for i in range(i_start, len(timesteps) - 1):
         t, t_prev = timesteps[i], timesteps[i + 1]
-        eps_low, variance_low = cfg_noise(unet, xt, t, prompt_embeds_low, uncond_prompt_embeds, scale)
         eps_high, variance_high = cfg_noise(unet, xt, t, prompt_embeds_high, uncond_prompt_embeds, scale)
-        eps = lowpass(eps_low, kernel_size, sigma) + highpass(eps_high, kernel_size, sigma)
+        eps_low, variance_low = cfg_noise(unet, xt, t, prompt_embeds_low, uncond_prompt_embeds, scale)
+        high = highpass(eps_high, kernel_size, sigma)
+        eps = lowpass(eps_low, kernel_size, sigma) + high
         xt = denoise_step(scheduler, xt, eps, 0.5 * (variance_low + variance_high), t, t_prev, generator)
         if callback is not None:
             callback(i, t_prev, xt)
@@ -578,12 +584,13 @@ def time_fm_forward(unet, x1, generator=None):
     Rewrite("time_fm_sample", "unet.eval() and the step size as a factor", '''
 def time_fm_sample(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None, return_trajectory=False):
     unet.eval()
-    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator)
+    dtype = next(unet.parameters()).dtype
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
     trajectory = [x]
     dt = 1.0 / num_ts
     with torch.no_grad():
         for i in range(num_ts):
-            x = x + dt * unet(x, torch.full((num_samples,), i * dt))
+            x = x + dt * unet(x, torch.full((num_samples,), i * dt, dtype=dtype))
             trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
 '''),
@@ -600,13 +607,14 @@ def class_fm_forward(unet, x1, labels, p_uncond=0.1, generator=None):
     Rewrite("class_fm_sample", "two UNet calls per step and torch.lerp", '''
 def class_fm_sample(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
                     return_trajectory=False):
-    c = F.one_hot(torch.as_tensor(labels), 10).float()
+    dtype = next(unet.parameters()).dtype
+    c = F.one_hot(torch.as_tensor(labels), 10).to(dtype)
     n = c.shape[0]
-    x = torch.randn((n, 1, img_wh[1], img_wh[0]), generator=generator)
+    x = torch.randn((n, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
     trajectory = [x]
     with eval_mode(unet), torch.no_grad():
         for i in range(num_ts):
-            t = torch.full((n,), i / num_ts)
+            t = torch.full((n,), i / num_ts, dtype=dtype)
             u_cond = unet(x, c, t)
             u_uncond = unet(x, torch.zeros_like(c), t)
             x = x + torch.lerp(u_uncond, u_cond, guidance_scale) / num_ts
@@ -642,13 +650,14 @@ def ddpm_step(s, t, xt, eps_hat, z):
 def ddpm_sample(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None, return_trajectory=False):
     s = _schedule64(schedule, num_ts)
     unet.eval()
+    dtype = next(unet.parameters()).dtype
     shape = (num_samples, 1, img_wh[1], img_wh[0])
-    x = torch.randn(shape, generator=generator)
+    x = torch.randn(shape, generator=generator, dtype=dtype)
     trajectory = [x]
     with torch.no_grad():
         for t in reversed(range(1, num_ts + 1)):
-            eps_hat = unet(x, torch.full((num_samples,), t / num_ts))
-            z = torch.randn(shape, generator=generator) if t > 1 else None
+            eps_hat = unet(x, torch.full((num_samples,), t / num_ts, dtype=dtype))
+            z = torch.randn(shape, generator=generator, dtype=dtype) if t > 1 else None
             x = ddpm_step(s, t, x, eps_hat, z)
             trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
@@ -668,15 +677,16 @@ def class_ddpm_forward(unet, schedule, x0, labels, p_uncond=0.1, num_ts=300, gen
 def class_ddpm_sample(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
                       return_trajectory=False):
     s = _schedule64(schedule, num_ts)
-    c = F.one_hot(torch.as_tensor(labels), 10).float()
+    dtype = next(unet.parameters()).dtype
+    c = F.one_hot(torch.as_tensor(labels), 10).to(dtype)
     n = c.shape[0]
     shape = (n, 1, img_wh[1], img_wh[0])
-    x = torch.randn(shape, generator=generator)
+    x = torch.randn(shape, generator=generator, dtype=dtype)
     trajectory = [x]
     with eval_mode(unet), torch.no_grad():
         for t in range(num_ts, 0, -1):
-            z = torch.randn(shape, generator=generator) if t > 1 else None
-            t_in = torch.full((n,), t / num_ts)
+            z = torch.randn(shape, generator=generator, dtype=dtype) if t > 1 else None
+            t_in = torch.full((n,), t / num_ts, dtype=dtype)
             eps_cond, eps_uncond = unet(x, c, t_in), unet(x, torch.zeros_like(c), t_in)
             x = ddpm_step(s, t, x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), z)
             trajectory.append(x)

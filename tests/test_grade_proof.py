@@ -4,11 +4,15 @@
    :mod:`autograder.semantic` has its case tables).
 2. The released student notebooks score zero, and every test says the function is not implemented yet.
 3. Typical mistakes, written into the solution's answer cells, lose points on exactly the tests they
-   should: the mistaken function's public and hidden tests and those of every graded function that calls
-   it (``submission_kit.CALLS``), and no other test. Several mistakes in functions that do not depend on
-   each other share one notebook, graded once; every graded function has a mistake somewhere.
+   should: the mistaken function's own public and hidden tests, once. Every graded function that calls
+   it (``submission_kit.CALLS``) is graded again with the course's helpers, keeps its points and names
+   the helper to look at (``autograder.course_helpers``). Several mistakes in functions that do not depend
+   on each other share one notebook, graded once; every graded function has a mistake somewhere. The
+   mistakes include the behaviours a docstring promises (a ValueError, intermediates, a callback, a
+   trajectory), in-place writes into an input and a dtype hard-coded inside a function; a hidden test's
+   message shows none of the text the student's code raised or printed.
 4. Correct alternatives (loops for vectorised code, other torch calls, equivalent formulas, nn.Sequential
-   with the same state_dict names) score full marks.
+   with the same state_dict names, x̂0 clamped to [-1, 1], helpers called in another order) score full marks.
 
 Each notebook is graded once per module (``graded``), on public and hidden tests; the kit writes the
 notebooks into a temporary folder. Where the grader mis-grades a mistake, the case is listed in
@@ -25,6 +29,7 @@ from autograder.grade import grade_submission, load_assignment
 from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
 
 PUBLIC_HIDDEN = ("public", "hidden")
+STUDENT_TEXT, STUDENT_PRINT = "text-of-the-students-own-7", "printed-by-the-student-7"  # a mistake in group B5
 CHECKED = {"partA": set(public.PART_A), "partB": set(public.PART_B)}
 
 
@@ -55,6 +60,8 @@ MISTAKES = {
         Edit("iterative_denoise_cfg", "a hard-coded guidance scale",
              "cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)",
              "cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, 7.0)"),
+        Edit("iterative_denoise", "the callback given t instead of t_prev", "callback(i, t_prev, xt)",
+             "callback(i, t, xt)", says="callback(i, t_prev, x_t′)"),
     )),
     "A2": ("partA", (
         Edit("estimate_x0", "a sign: x_t + sqrt(1 − ᾱ_t)·ε̂", "(xt - ((1 - alpha_bar) ** 0.5)",
@@ -70,6 +77,10 @@ MISTAKES = {
         Edit("negate", "the inversion of [0, 1] images", "return -x", "return 1 - x", says="Your result is 1 − x"),
         Edit("lowpass", "the variance σ² passed as the standard deviation", "sigma=sigma)", "sigma=sigma**2)",
              says="Does lowpass blur x with a Gaussian of the given kernel_size and sigma"),
+        Edit("forward", "x0 overwritten in place",
+             "return alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise.to(x0.device, x0.dtype)",
+             "return x0.mul_(alpha_bar**0.5).add_((1 - alpha_bar) ** 0.5 * noise.to(x0.device, x0.dtype))",
+             says="Does forward leave its inputs unchanged?"),
     )),
     "A3": ("partA", (
         Edit("one_step_denoise", "the wrong output channels: ε̂ taken from the variance half",
@@ -91,10 +102,23 @@ MISTAKES = {
              says="Your result matches them swapped"),
         Edit("rot90_cw", "the same direction as rot90_ccw", "k=-1", "k=1",
              says="Your result is a counter-clockwise quarter-turn"),
+        Edit("strided_timesteps", "no ValueError for a start that is not a multiple of stride",
+             "if stride <= 0 or start < 0 or start % stride:", "if stride <= 0 or start < 0:",
+             says="Does strided_timesteps raise a ValueError when start is not a multiple of stride"),
+    )),
+    "A4": ("partA", (
+        Edit("denoise_step_mean", "no ValueError when t_prev = t", "if t_prev >= t:", "if t_prev > t:",
+             says="Does denoise_step_mean raise a ValueError when t_prev is not smaller than t",
+             spares=("iterative_denoise", "iterative_denoise_cfg", "sdedit")),  # they never pass t_prev = t
+    )),
+    "A5": ("partA", (
+        Edit("iterative_denoise_cfg", "a frame at every step instead of every 5th",
+             "if return_intermediates and (i - i_start) % 5 == 0:", "if return_intermediates:",
+             says="for every 5th step", spares=("sdedit",)),  # sdedit asks for no frames
     )),
     "B1": ("partB", (
         Edit("Conv", "the wrong activation", "self.act = nn.GELU()", "self.act = nn.ReLU()",
-             says="Does Conv(3, 5) compute"),
+             says="Does Conv compute"),
         Edit("Flatten", "the wrong pooling layer", "self.pool = nn.AvgPool2d(7)", "self.pool = nn.MaxPool2d(7)"),
         Edit("FCBlock", "the activation left out", "return self.fc2(self.act(self.fc1(x)))",
              "return self.fc2(self.fc1(x))"),
@@ -102,7 +126,12 @@ MISTAKES = {
              says="Does add_noise return z = x + σ·ε?"),
         Edit("interpolate", "x0 and x1 swapped", "return (1 - t) * x0 + t * x1", "return (1 - t) * x1 + t * x0",
              says="Your path runs the other way"),
-        Edit("ddpm_step", "a missing square root on β_t", "mean + math.sqrt(beta) * z", "mean + beta * z"),
+        Edit("ddpm_step", "a missing square root on β_t", "mean + math.sqrt(beta) * z", "mean + beta * z",
+             says="Does ddpm_step compute"),
+        Edit("time_fm_sample", "float32 noise whatever the UNet's dtype",
+             "x = torch.randn(shape, generator=generator, device=device, dtype=dtype)",
+             "x = torch.randn(shape, generator=generator, device=device)",
+             says="Does time_fm_sample follow the UNet's dtype and device"),
         Edit("class_fm_sample", "guidance that starts from the conditional estimate",
              "u = u_u + guidance_scale * (u_c - u_u)", "u = u_c + guidance_scale * (u_u - u_c)",
              says="match guidance that starts from the conditional one"),
@@ -129,6 +158,8 @@ MISTAKES = {
         Edit("add_noise", "per-image σ (N,) not reshaped to (N, 1, 1, 1)",
              "sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))", "sigma = sigma  # (N,) against (N, C, H, W)",
              says="one σ per image", spares=("denoiser_loss",)),  # denoiser_loss passes a float σ
+        Edit("class_ddpm_sample", "the trajectory without the starting noise", "    trajectory = [x]\n",
+             "    trajectory = []\n", says="num_ts + 1 iterates"),
     )),
     "B3": ("partB", (
         Edit("DownBlock", "the ConvBlock skipped", "return self.block(self.down(x))", "return self.down(x)"),
@@ -167,6 +198,13 @@ MISTAKES = {
         Edit("denoiser_loss", "the clean and the noisy digits swapped", "return F.mse_loss(unet(z), x)",
              "return F.mse_loss(unet(x), z)", says="Is the UNet's input z = x + σ·ε"),
     )),
+    "B5": ("partB", (
+        Edit("add_noise", "x overwritten in place", "return x + sigma * noise", "return x.add_(sigma * noise)",
+             says="Does add_noise leave its inputs unchanged?"),
+        Edit("flow_target", "an exception with a message of its own, after a print",
+             "return x1 - x0", f'print("{STUDENT_PRINT}")\n    raise ValueError("{STUDENT_TEXT}")',
+             says=STUDENT_TEXT),
+    )),
 }
 # (group, target) → how the grader mis-grades that mistake: its case is marked xfail (strict)
 KNOWN_DEFECTS: dict = {}  # none now; the first run found three, fixed in the checks: a t range of {0, …, T − 1}
@@ -174,9 +212,10 @@ KNOWN_DEFECTS: dict = {}  # none now; the first run found three, fixed in the ch
 
 
 def expected_failures(group: str) -> set[str]:
-    """The graded names whose tests the mistakes of ``group`` must fail (and no other)."""
+    """The graded names whose tests the mistakes of ``group`` must fail (and no other): the mistaken ones
+    themselves; their callers are graded with the course's helpers."""
     part, edits = MISTAKES[group]
-    return set().union(*(e.breaks(part) for e in edits)) & CHECKED[part]
+    return {e.target for e in edits} & CHECKED[part]
 
 
 def mistake_cases():
@@ -313,19 +352,27 @@ def test_released_stubs_score_zero(graded, part):
 
 
 @pytest.mark.parametrize("group, edit", list(mistake_cases()))
-def test_mistake_fails_its_tests_and_its_callers(graded, group, edit):
+def test_mistake_costs_its_own_tests_once(graded, group, edit):
+    """The mistaken function fails its public and hidden tests; every caller keeps its points (graded with the
+    course's helpers), and the callers whose check failed with the student's helper name it."""
     part, _ = MISTAKES[group]
     report = graded(f"mistakes-{group}")
-    for name in edit.breaks(part) & CHECKED[part]:
-        outcomes = outcomes_of(report, name)
-        assert set(outcomes) == set(PUBLIC_HIDDEN)
-        for o in outcomes.values():
-            assert o.status == "failed" and o.score == 0, f"{edit.what} in {edit.target}: {o.test.name} passed"
-    if edit.target in CHECKED[part]:
-        own = outcomes_of(report, edit.target)
-        assert edit.says in own["public"].output, own["public"].output
-        hidden = own["hidden"].output
-        assert hidden.startswith("On hidden inputs: ") and hidden.endswith("?"), hidden
+    own = outcomes_of(report, edit.target)
+    assert set(own) == set(PUBLIC_HIDDEN)
+    for o in own.values():
+        assert o.status == "failed" and o.score == 0, f"{edit.what} in {edit.target}: {o.test.name} passed"
+    assert edit.says in own["public"].output, own["public"].output
+    hidden = own["hidden"].output
+    assert hidden.startswith("On hidden inputs: ") and hidden.endswith("?"), hidden
+    callers = (edit.breaks(part) - {edit.target}) & CHECKED[part]
+    notes = []
+    for caller in callers:
+        for o in outcomes_of(report, caller).values():
+            assert o.status == "passed" and o.score == o.test.max_score, f"{edit.what}: {o.test.name}: {o.output}"
+            if "look at" in o.output:
+                assert edit.target in o.output.split("look at", 1)[1], o.output
+                notes.append(o.test.name)
+    assert not callers or notes, f"no caller of {edit.target} names it: {sorted(callers)}"
 
 
 @pytest.mark.parametrize("group", list(MISTAKES))
@@ -341,6 +388,27 @@ def test_mistakes_break_no_other_test(graded, group):
     for o in report.outcomes:
         assert o.score == (o.test.max_score if o.status == "passed" else 0)
     assert report.score < report.max_score
+
+
+def test_a_wrong_helper_costs_only_its_own_points(graded):
+    """A wrong estimate_x0 (group A2) used to cost every loop of Part A too; now only its two tests (and the
+    other mistakes' of its group), each caller carrying one labelled line that names it."""
+    report = graded("mistakes-A2")
+    lost = {o.test.target for o in report.outcomes if o.score < o.test.max_score}
+    assert lost == expected_failures("A2")
+    named = {o.test.target for o in report.outcomes if "look at" in o.output
+             and "estimate_x0" in o.output.split("look at", 1)[1]}
+    assert {"one_step_denoise", "iterative_denoise", "iterative_denoise_cfg", "inpaint"} <= named, named
+
+
+def test_hidden_messages_show_no_text_of_the_students_code(graded):
+    """flow_target (group B5) prints and raises a ValueError with its own message: the public test shows the
+    message, the hidden test only the exception's type and a question."""
+    own = outcomes_of(graded("mistakes-B5"), "flow_target")
+    assert STUDENT_TEXT in own["public"].output
+    hidden = own["hidden"].output
+    assert "ValueError" in hidden and hidden.startswith("On hidden inputs: ") and hidden.endswith("?"), hidden
+    assert STUDENT_TEXT not in hidden and STUDENT_PRINT not in hidden, hidden
 
 
 # ---------------------------------------------------------------------------------------------------
