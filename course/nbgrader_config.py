@@ -1,23 +1,39 @@
 """nbgrader's configuration for this course (nbgrader reads ``nbgrader_config.py`` from the working folder).
 
-Run nbgrader from this folder, e.g. ``cd course && nbgrader generate_assignment partB --force``, or use
-``course release``, which regenerates ``solutions/`` from the templates first. The course root is the
-repository root: ``solutions/<part>/`` is the source (instructor notebooks), ``assignments/<part>/`` the
-release (student notebooks). The gradebook ``gradebook.db`` lands in the root and is not committed.
+Run nbgrader from this folder, e.g. ``cd course && nbgrader generate_assignment partB`` (it regenerates the
+release: ``force`` is on), or use ``course release``, which regenerates ``solutions/`` from the templates first.
+The course root is the repository root: ``solutions/<part>/`` is the source (instructor notebooks),
+``assignments/<part>/`` the release (student notebooks). The gradebook ``gradebook.db`` lands in the root and
+is not committed.
 
-Grading with nbgrader: put each hand-in at ``<root>/submitted/<student>/<part>/<part>.ipynb``, then
-``cd course && nbgrader autograde <part> && nbgrader generate_feedback <part>`` (``autograded/`` and
-``feedback/`` appear in the root). The notebooks run in FAST mode there (``NBGRADER_EXECUTION`` switches
+Grading with nbgrader: put each hand-in at ``<root>/submitted/<student>/<part>/<part>.ipynb`` — or let
+nbgrader's exchange (``<root>/exchange``, course id ``fun-with-diffusion``) carry it: ``nbgrader
+release_assignment <part>``; students ``nbgrader fetch_assignment <part>`` and ``nbgrader submit <part>``; then
+``nbgrader collect <part>`` — and run ``cd course && nbgrader autograde <part> && nbgrader generate_feedback
+<part>`` (``autograded/`` and ``feedback/`` appear in the root). The notebooks run in FAST mode there (``NBGRADER_EXECUTION`` switches
 it on; ``FWD_DEVICE=cpu`` keeps them off a GPU the grader may have). ``tests/test_nbgrader_roundtrip.py``
 runs this pipeline through nbgrader's Python API (``course.notebooks.release.nbgrader_api``).
 """
 
 import os
 
+from nbformat import from_dict
+from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
+
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
 # The repository holding solutions/ and assignments/ (this file sits in <root>/course/).
-c.CourseDirectory.root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.course_id = "fun-with-diffusion"  # nbgrader's exchange files releases and hand-ins by course
+
+# generate_assignment replaces an earlier release (without force it skips an existing assignments/<part>/).
+c.GenerateAssignment.force = True
+
+# nbgrader's exchange (release_assignment, fetch_assignment, submit, collect) inside the course root, not in
+# /usr/local/share/nbgrader/exchange (which needs root); release_assignment creates it, writable by all as
+# nbgrader's exchange requires (students submit into it).
+c.Exchange.root = os.path.join(ROOT, "exchange")
 c.CourseDirectory.source_directory = "solutions"  # instructor notebooks, built by course/notebooks/build.py
 c.CourseDirectory.release_directory = "assignments"  # student notebooks, made by generate_assignment
 
@@ -62,3 +78,37 @@ c.GenerateFeedback.preprocessors = [
 # Released notebooks carry no outputs (ClearOutput is in generate_assignment's preprocessors already).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+
+class RestoreHiddenTests(OverwriteCells):
+    """nbgrader's OverwriteCells, without its warning for test cells a student left alone.
+
+    Every test cell of a release lacks its hidden block, so autograde finds each one "changed" and warns
+    ("Attribute 'checksum' for cell test_... has changed!"), once per test cell, for an untouched notebook. The
+    cell is restored all the same; the warning stays for a cell that differs from its released version."""
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum" and self._released_source(name) == self._submitted_source:
+            self.log.debug("restored the hidden tests of %s", name)
+            return
+        super().report_change(name, attr, old, new)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        self._submitted_source = cell.source
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def _released_source(self, grade_id: str) -> str:
+        """The cell's source as generate_assignment released it: the gradebook's copy without its hidden block."""
+        source = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+        cell = from_dict({"cell_type": source.cell_type, "source": source.source, "metadata": {}})
+        ClearHiddenTests(parent=self)._remove_hidden_test_region(cell)
+        return cell.source
+
+
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    RestoreHiddenTests,
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
