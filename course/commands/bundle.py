@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", default="digit", help="stage-1 model: 'digit' (default), a hub id or a local folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--dtype", choices=("float32", "float16"), help="default: float16 on cuda, float32 on cpu")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="default: float16 on cuda, float32 on cpu")
     p.add_argument("--embeds", help="prompt embeddings (safetensors or .pth); default: the digit model's")
     p.add_argument("--prompts", nargs=2, metavar=("PROMPT_1", "PROMPT_2"),
                    help="the two prompts (default: digits six and nine for the digit model, else the first two "
