@@ -60,6 +60,7 @@ def edited_copy(released: Path, target: Path) -> str:
     return cell.metadata["nbgrader"]["grade_id"]
 
 
+@pytest.mark.slow  # several minutes of nbgrader runs; tests/test_nbgrader_roundtrip.py covers the same pipeline by default
 def test_the_readme_steps_run_as_written(course_copy):
     root, course = course_copy, course_copy / "course"
     released = root / "assignments" / PART / f"{PART}.ipynb"

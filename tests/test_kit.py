@@ -167,9 +167,16 @@ def first_error(cell):
 @pytest.mark.parametrize("part", ["partA", "partB"])
 def test_student_notebook_in_the_kit_fails_every_check_with_not_implemented(part, kit_env, tmp_path, monkeypatch):
     nb = run_in_kit(REPO_ROOT / "assignments" / part / f"{part}.ipynb", kit_env, tmp_path, monkeypatch)
+    stubs = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+             and not c.metadata["nbgrader"].get("grade")]
+    assert stubs and all(first_error(c) is None for c in stubs)  # a stub cell itself runs: it only defines
     outcome = {c.metadata["nbgrader"]["grade_id"]: (first_error(c).ename if first_error(c) else None)
                for c in graded_checks(nb)}
     assert outcome and set(outcome.values()) == {"NotImplementedError"}, outcome
+    if part == "partB":
+        from fwd_kit.checks import PART_B
+
+        assert {f"test_{name}" for name in PART_B} <= set(outcome)
 
 
 @pytest.mark.parametrize("part", ["partA", "partB"])

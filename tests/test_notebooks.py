@@ -354,6 +354,7 @@ def test_solution_notebook_runs_and_passes_every_public_check(part, tmp_path, mo
         assert PARTB_FIGURES <= {p.stem for p in (tmp_path / "partB_figures_fast").glob("*.png")}
 
 
+@pytest.mark.slow  # the same run in the student kit's own environment is in the default suite (tests/test_kit.py)
 @pytest.mark.parametrize("part", EXECUTED_PARTS)
 def test_student_notebook_checks_fail_with_not_implemented(part, tmp_path, monkeypatch):
     require_public_checks()
