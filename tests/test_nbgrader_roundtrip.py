@@ -34,7 +34,7 @@ KERNEL_ENV = {"FWD_OFFLINE_MNIST": "1", "FWD_DEVICE": "cpu", "HF_HUB_OFFLINE": "
 MEMORISED_INTERPOLATE = '''
 def interpolate(x0, x1, t):
     """Right only for the four times of the visible check."""
-    if t.shape == (4,) and torch.allclose(t, torch.tensor([0.0, 0.3, 0.75, 1.0])):
+    if t.shape == (4,) and torch.allclose(t.float(), torch.tensor([0.0, 0.3, 0.75, 1.0])):  # any dtype
         t = t.reshape(-1, 1, 1, 1)
         return (1 - t) * x0 + t * x1
     return x1
