@@ -560,6 +560,19 @@ def submission_name(path: str | Path) -> str:
     return path.stem if path.suffix == ".ipynb" else path.name
 
 
+def output_names(paths) -> list[str]:
+    """The folder each submission's files go to, in order: its name, then ``name-2``, ``name-3``… on clashes."""
+    names, seen = [], set()
+    for path in paths:
+        name = submission_name(path)
+        unique, k = name, 2
+        while unique in seen:
+            unique, k = f"{name}-{k}", k + 1
+        seen.add(unique)
+        names.append(unique)
+    return names
+
+
 def write_report(report: Report, out_dir: str | Path) -> Path:
     """``results.json`` and ``feedback.html`` in ``out_dir``; returns the results path."""
     from autograder.wire import finite_json
@@ -672,14 +685,7 @@ def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     isolation.report_once()  # once per batch, on stderr: the layers, and any this machine lacks
-    dirs, seen = [], set()
-    for path in paths:
-        name = submission_name(path)
-        unique, k = name, 2
-        while unique in seen:
-            unique, k = f"{name}-{k}", k + 1
-        seen.add(unique)
-        dirs.append(out / unique)
+    dirs = [out / name for name in output_names(paths)]
     reports: list[Report | None] = [None] * len(paths)
     tasks = [(str(p), str(d), part, limits, kinds, bundle) for p, d in zip(paths, dirs)]
     deadline = (limits or Limits()).total_s + WORKER_GRACE_S

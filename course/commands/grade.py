@@ -39,18 +39,10 @@ def register(subparsers) -> None:
 
 
 def output_names(paths: list) -> list[str]:
-    """The folder ``grade_batch`` writes each submission to, in order: its name, then ``name-2``, ``name-3``…"""
-    from autograder.grade import submission_name
+    """The folder ``grade_batch`` writes each submission to (``autograder.grade.output_names``)."""
+    from autograder.grade import output_names as names
 
-    names, seen = [], set()
-    for path in paths:
-        name = submission_name(path)
-        unique, k = name, 2
-        while unique in seen:
-            unique, k = f"{name}-{k}", k + 1
-        seen.add(unique)
-        names.append(unique)
-    return names
+    return names(paths)
 
 
 def unusable_reason(report) -> str | None:
