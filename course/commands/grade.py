@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from course.commands.similarity import add_options as add_similarity_options
+
 EXIT_UNUSABLE = 1  # exit status when at least one submission could not be graded
 
 
@@ -35,6 +37,9 @@ def register(subparsers) -> None:
                         "partA_artifacts.safetensors (beside its notebook) is compared with it, one test per entry")
     parser.add_argument("--call-timeout", type=float, help="seconds one call of student code may take (default: 60)")
     parser.add_argument("--memory-mb", type=int, help="memory the student's code may add, in MB (default: 2048)")
+    parser.add_argument("--similarity", action="store_true", help="then write OUT/similarity.html and .csv: "
+                        "graded code shared between submissions (`course similarity`; never a grade)")
+    add_similarity_options(parser, prefix="similarity-")
     parser.set_defaults(func=run)
 
 
@@ -78,12 +83,29 @@ def _parse_kinds(args) -> tuple[str, ...]:
     return kinds
 
 
+def check_similarity(args) -> None:
+    """Before grading: the similarity options make sense (their report comes after grading)."""
+    from course.commands.similarity import config_of
+    from course.similarity import known_files
+
+    if args.reference_dir and not args.similarity:
+        raise SystemExit("course grade: --similarity-reference-dir is used by --similarity; add --similarity")
+    if args.similarity:
+        config_of(args)
+        if args.reference_dir:
+            try:
+                known_files(args.reference_dir)
+            except ValueError as err:
+                raise SystemExit(f"course grade: {err}") from None
+
+
 def run(args) -> int:
     """Grade, print one line per submission (the reason when it could not be graded) and a total."""
     from autograder.grade import grade_batch, submission_name
     from autograder.sandbox import Limits
 
     kinds = _parse_kinds(args)
+    check_similarity(args)
     limits = Limits()
     if args.call_timeout:
         limits.call_s = args.call_timeout
@@ -110,6 +132,10 @@ def run(args) -> int:
         else:
             unusable += 1
             print(f"{name}{source}: not graded. {reason}")
+    if args.similarity:
+        from course.commands.similarity import report as similarity_report
+
+        similarity_report(paths, args.out, args, names)
     total = sum(r.score for r in reports)
     graded = len(reports) - unusable
     if not unusable:
