@@ -130,8 +130,8 @@ def write_html(result, path: str | Path) -> Path:
         count[m.name] = count.get(m.name, 0) + 1
         if count[m.name] <= config.max_views:
             anchors[id(m)] = f"view-{len(anchors) + 1}"
-    submissions = [s for s in result.sources if not s.known]
-    known = [s for s in result.sources if s.known]
+    submissions = [s for s in result.sources if not s.known and not s.problem]
+    known = [s for s in result.sources if s.known and not s.problem]
     unreadable = "".join(f"<li>{html.escape(s.owner)}: {html.escape(s.problem)}</li>" for s in result.unreadable)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Code similarity</title><style>{STYLE}</style></head>

@@ -16,6 +16,7 @@ import csv
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -243,3 +244,223 @@ def test_page_ranks_pairs_by_shared_code_and_opens_to_both_codes(report):
     assert sum("open" in d for d in parsed.details) == 1
     assert parsed.marks > len(result.flagged)
     assert all(f"<section id='fn-{name}'>" in page for _, name in result.functions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Normalisation
+
+
+def test_names_comments_docstrings_and_layout_do_not_count_but_the_calls_do():
+    from course.similarity_normalise import normalise
+
+    original = '''def f(x, sigma, generator=None):
+    """Noise x."""
+    noise = torch.randn(x.shape, generator=generator)  # ε ~ N(0, I)
+    return (x + sigma * noise)
+'''
+    disguise = '''def f(img, s, generator=None):
+    # add the noise
+    eps = torch.randn(img.shape,
+                      generator=generator,)
+
+    return img + s * eps
+'''
+    expected = ["def", "f", "(", "v1", ",", "v2", ",", "v3", "=", "None", ")", ":", "v4", "=", "torch", ".",
+                "randn", "(", "v1", ".", "shape", ",", "generator", "=", "v3", ")", "return", "v1", "+", "v2",
+                "*", "v4"]
+    assert normalise(original, {"f"}, set()).tokens == expected
+    assert normalise(disguise, {"f"}, set()).tokens == expected
+    other = normalise(disguise.replace("torch.randn", "torch.rand"), {"f"}, set()).tokens
+    assert other != expected and "rand" in other
+
+
+def test_each_token_points_at_the_code_as_written():
+    from course.similarity_normalise import normalise
+
+    text = 'def g(σ, x):\n    """ᾱ"""\n    return x * σ  # note\n'
+    block = normalise(text, set(), set())
+    assert [text[a:b] for a, b in block.spans] == ["def", "g", "(", "σ", ",", "x", ")", ":", "return", "x", "*", "σ"]
+    assert block.tokens[-3:] == ["v2", "*", "v1"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line: known solutions, unreadable submissions, course grade --similarity
+
+
+def helper_submission(folder):
+    """Part B's stub with add_noise answered through a helper of the student's own in another cell, and
+    flow_target as a lambda, too short to compare."""
+    nb = nbformat.read(RELEASE["partB"], as_version=4)
+    answer_cell(nb, "add_noise").source = (
+        "def add_noise(x, sigma, noise=None, generator=None):\n"
+        "    return _noised(x, sigma, noise if noise is not None else torch.randn(x.shape, generator=generator))\n")
+    answer_cell(nb, "flow_target").source = "flow_target = lambda x0, x1: x1 - x0\n"
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "def _noised(x, sigma, eps):\n    sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)\n"
+        "    return x + sigma * eps\n"))
+    path = folder / "partB.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_known_solutions_unreadable_submissions_and_helpers(batch, tmp_path, capsys):
+    from course.cli import main
+
+    solution = nbformat.read(SOLUTION["partB"], as_version=4)
+    known = tmp_path / "known"
+    known.mkdir()
+    (known / "solution.py").write_text("\n\n".join(answer_cell(solution, n).source for n in answer_ids(solution)))
+    shutil.copy(SOLUTION["partB"], known / "copy.ipynb")
+    (tmp_path / "helper").mkdir()
+    helper_submission(tmp_path / "helper")
+    (tmp_path / "notes.ipynb").write_text("not json")
+    out = tmp_path / "out"
+    status = main(["similarity", str(batch["renamed-partB"]), str(tmp_path / "helper"), str(tmp_path / "missing"),
+                   str(tmp_path / "notes.ipynb"), "--out", str(out), "--reference-dir", str(known), "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "missing: not compared. expected a notebook file or a folder" in captured.err
+    assert "notes: not compared. notes.ipynb is not a Jupyter notebook" in captured.err
+    with open(out / "similarity.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    flagged = {r["function"] for r in rows if r["flagged"] == "yes" and
+               {r["submission_a"], r["submission_b"]} == {"known: solution.py", "renamed-partB"}}
+    substantial = {n for n in answer_ids(solution) if solution_statements("partB", n) >= 4}
+    assert substantial <= flagged
+    assert not [r for r in rows if r["submission_a"].startswith("known") and r["submission_b"].startswith("known")]
+    page = (out / "similarity.html").read_text(encoding="utf-8")
+    assert "2 submission(s), 2 known solution(s)" in page
+    flow = page[page.index("<section id='fn-flow_target'>"):]
+    assert "helper" in flow[:flow.index("</section>")]  # its one line is listed as too short to compare
+
+    from course.similarity import read_source
+
+    units = read_source(tmp_path / "helper", "helper").units
+    assert [b.tokens[:2] for b in units["add_noise"].blocks] == [["def", "add_noise"], ["def", "ƒ"]]
+    moved = nbformat.read(tmp_path / "helper" / "partB.ipynb", as_version=4)  # the helper renamed, its cell first
+    helper = moved.cells.pop()
+    for cell in (helper, answer_cell(moved, "add_noise")):
+        cell.source = cell.source.replace("_noised", "blend")
+    moved.cells.insert(0, helper)
+    (tmp_path / "moved").mkdir()
+    nbformat.write(moved, tmp_path / "moved" / "partB.ipynb")
+    assert read_source(tmp_path / "moved", "moved").units["add_noise"].tokens == units["add_noise"].tokens
+
+
+def test_a_missing_or_empty_reference_folder_stops_before_any_work(batch, tmp_path):
+    from course.cli import main
+
+    (tmp_path / "empty").mkdir()
+    for folder, says in ((tmp_path / "nowhere", "expected a folder of known solutions"),
+                         (tmp_path / "empty", "holds no notebook")):
+        with pytest.raises(SystemExit, match=says):
+            main(["similarity", str(batch["stub-partB"]), "--out", str(tmp_path / "out"), "--reference-dir", str(folder)])
+        with pytest.raises(SystemExit, match=says):
+            main(["grade", str(batch["stub-partB"]), "--out", str(tmp_path / "out"), "--similarity",
+                  "--similarity-reference-dir", str(folder)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_course_grade_with_similarity_writes_the_report_and_leaves_the_results_alone(batch, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """grade_batch replaced by one that writes fixed results: the report comes after, beside them."""
+    import autograder.grade as grade
+    from course.cli import main
+
+    def fake_batch(paths, out, log=print, **_):
+        out = Path(out)
+        reports = [grade.Report(str(p), "partB", [], "", {"total": 0.0}) for p in paths]
+        for report, name in zip(reports, grade.output_names(paths)):
+            (out / name).mkdir(parents=True)
+            (out / name / "results.json").write_text('{"score": 7}')
+        grade.write_summary(reports, out / "summary.csv")
+        return reports
+
+    monkeypatch.setattr(grade, "grade_batch", fake_batch)
+    out = tmp_path / "graded"
+    status = main(["grade", str(batch["solution-partB"]), str(batch["renamed-partB"]), "--out", str(out),
+                   "--similarity"])
+    assert status == 0
+    assert "similarity: 1 pair(s) flagged" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"solution-partB", "renamed-partB", "summary.csv", "similarity.html",
+                                               "similarity.csv"}
+    assert all((out / n / "results.json").read_text() == '{"score": 7}' for n in ("solution-partB", "renamed-partB"))
+    with pytest.raises(SystemExit, match="add --similarity"):
+        main(["grade", str(batch["stub-partB"]), "--out", str(out), "--similarity-reference-dir", str(tmp_path)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# In a real browser
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000")
+MARK = (255, 213, 79)  # the page's <mark> background (#ffd54f)
+FLAGGED_ROW = (255, 241, 240)  # a flagged row of the ranked table (#fff1f0)
+
+
+def chromium(tmp_path, *args) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("needs Chromium: apt-get install -y chromium")
+    profile = tmp_path / "profile"
+    return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=180, check=True)
+
+
+def columns(path, colour):
+    """Per x of a screenshot, how many of its pixels are of ``colour``."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("RGB"))
+    return (image == np.array(colour, dtype=image.dtype)).all(axis=2).sum(axis=0)
+
+
+def side_by_side(counts) -> bool:
+    """Marks left and right of a band of at least 6 unmarked columns in the middle fifth of the picture
+    (the gap between the two codes; one code under the other would mark across the middle)."""
+    width = len(counts)
+    middle = range(2 * width // 5, 3 * width // 5)
+    run = best = 0
+    for x in middle:
+        run = run + 1 if counts[x] == 0 else 0
+        best = max(best, run)
+    return best >= 6 and counts[:middle.start].sum() > 2000 and counts[middle.stop:].sum() > 2000
+
+
+@pytest.mark.slow
+def test_the_page_renders_in_headless_chromium(report, tmp_path):
+    """The DOM Chromium builds holds the ranked table; screenshots show its flagged rows and, at the open
+    example view, both codes side by side with shared runs marked on each side."""
+    from html.parser import HTMLParser
+
+    result, out = report
+    url = (out / "similarity.html").as_uri()
+    dom = chromium(tmp_path, "--dump-dom", url).stdout
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.ranked, self.inside, self.opened = [], False, None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.inside = self.inside or (tag == "table" and attrs.get("id") == "ranked")
+            if tag == "tr" and self.inside:
+                self.ranked.append(attrs.get("class"))
+            if tag == "details" and "open" in attrs:
+                self.opened = attrs["id"]
+
+        def handle_endtag(self, tag):
+            self.inside = self.inside and tag != "table"
+
+    rows = Rows()
+    rows.feed(dom)
+    pairs = {(m.a.owner, m.b.owner) for m in result.matches}
+    flagged = {(m.a.owner, m.b.owner) for m in result.flagged}
+    assert rows.ranked[1:] == ["flagged"] * len(flagged) + ["listed"] * len(pairs - flagged)
+    chromium(tmp_path, f"--screenshot={tmp_path / 'top.png'}", url)
+    rows_painted = columns(tmp_path / "top.png", FLAGGED_ROW)
+    assert rows_painted[:len(rows_painted) // 2].sum() > 1000 and rows_painted[len(rows_painted) // 2:].sum() > 1000
+    chromium(tmp_path, f"--screenshot={tmp_path / 'view.png'}", f"{url}#{rows.opened}")
+    assert side_by_side(columns(tmp_path / "view.png", MARK))
