@@ -7,9 +7,10 @@ every other one and with an optional folder of known solutions (notebooks or ``.
 collected); nothing in ``results.json`` or the feedback pages changes.
 
 The code is normalised first (:mod:`course.similarity_normalise`: names, comments, docstrings, layout and the
-order of definitions do not count), each token becomes one character, and ``copydetect`` fingerprints the
-strings by winnowing, as MOSS does: runs of ``noise_tokens`` tokens or more are found, runs of
-``guarantee_tokens`` always. Code the assignment gives — the stub's cells, the notebook's own helpers and
+order of definitions do not count); every k-gram of ``noise_tokens`` tokens is hashed (from the tokens'
+CRC-32s, so the same code gets the same fingerprints in every run) and ``copydetect`` winnows and compares
+them, as MOSS does: shared runs of ``noise_tokens`` tokens or more may be found, runs of ``guarantee_tokens``
+always are. Code the assignment gives — the stub's cells, the notebook's own helpers and
 provided definitions, the course kit's modules it imports — is boilerplate: its fingerprints never count.
 
 A pair is **flagged** for a function when at least ``threshold`` of one side's fingerprinted code is found in
@@ -178,8 +179,9 @@ class Fingerprinter:
         self.ids: dict[str, int] = {}
         self.cache: dict[tuple[str, ...], Fingerprint | None] = {}
 
-    def kgram_hashes(self, tokens) -> "numpy.ndarray":  # noqa: F821
-        """The hash of every k-gram of ``tokens`` (int64, wrapping polynomial of the tokens' CRC-32s)."""
+    def kgram_hashes(self, tokens):
+        """The hash of every k-gram of ``tokens``: a numpy int64 array, each a polynomial of the tokens' CRC-32s
+        modulo 2**64."""
         import zlib
 
         import numpy as np
@@ -322,8 +324,9 @@ def compare_batch(sources: list[Source], config: SimilarityConfig | None = None,
         units = [s.units[name] for s in sources if s.part == p and name in s.units]
         stub = stubs[p][name].tokens if name in stubs[p] else None
         measured = [u for u in units if printer.fingerprint(u.tokens) is not None]
+        owners = {u.owner for u in measured}
         compared[name] = len(measured)
-        too_short[name] = [u.owner for u in units if u not in measured and u.tokens != stub]
+        too_short[name] = [u.owner for u in units if u.owner not in owners and u.tokens != stub]
         matches += compare_units(measured, printer, known)
     return SimilarityResult(sources, matches, functions, compared, too_short, config)
 

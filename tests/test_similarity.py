@@ -15,7 +15,6 @@ import ast
 import csv
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat

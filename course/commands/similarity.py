@@ -10,6 +10,7 @@ status 1; a missing or empty ``--reference-dir`` stops it before any work.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 EXIT_UNUSABLE = 1  # exit status when at least one submission could not be read
 
@@ -80,8 +81,9 @@ def report(paths, out, args, names=None) -> int:
     for source in result.unreadable:
         print(f"{source.owner}: not compared. {source.problem}", file=sys.stderr)
     pairs = {(m.a.owner, m.b.owner) for m in result.flagged}
-    print(f"similarity: {len(pairs)} pair(s) flagged for {len(result.flagged)} function(s) in all, among "
-          f"{len(result.sources) - len(result.unreadable)} source(s); see {out}/similarity.html and similarity.csv")
+    print(f"similarity: {len(pairs)} pair(s) flagged, for {len(result.flagged)} function(s) in all, among "
+          f"{len(result.sources) - len(result.unreadable)} source(s) compared; see {Path(out) / 'similarity.html'} "
+          f"and similarity.csv")
     return len(result.unreadable)
 
 
