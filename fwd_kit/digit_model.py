@@ -201,23 +201,31 @@ def digit_pipeline(unet):
 
 
 def train_digit_model(config: DigitModelConfig, out_dir, resume: bool = False, max_minutes: float | None = None,
-                      device: str = "cpu", log=print, progress: bool = False) -> Path:
+                      device: str = "cpu", log=print, progress: bool = False, judge=None,
+                      judge_every: int = 1000) -> Path:
     """Train the digit model and save it as a pipeline directory in ``out_dir``; returns ``out_dir``.
 
     A checkpoint ``out_dir/checkpoint.pt`` is written every ``config.checkpoint_every`` steps and deleted
     when training finishes; ``resume=True`` continues from it bit-exactly. ``max_minutes`` stops early
     (and keeps the checkpoint) so a long run can be split over several calls. ``progress`` shows a
     tqdm bar (steps, running loss) on stderr; ``log`` gets a line every 50 steps either way.
+
+    ``judge(step, unet, loss)``, if given, is called every ``judge_every`` steps (after that step's
+    checkpoint) with a copy of the UNet holding the EMA weights (eval mode) and the mean loss since the
+    last call; it must draw its randomness from its own generator, so judging leaves training bit-exact.
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, Path(out_dir), resume, max_minutes, device, log, progress)
+        return _train(config, Path(out_dir), resume, max_minutes, device, log, progress, judge, judge_every)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, device, log, progress) -> Path:
+def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, device, log, progress, judge,
+           judge_every: int) -> Path:
+    import copy
+
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -254,7 +262,7 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
         gen.set_state(state["gen"])
         log(f"resumed at step {step} ({seconds / 60:.1f} min trained)")
 
-    start, losses = time.time() - seconds, []
+    start, losses, judged_losses = time.time() - seconds, [], []
     bar = tqdm(total=config.steps, initial=step, desc="train-mini", unit="step", disable=not progress)
     while step < config.steps:
         # 1. a batch of digits with their prompts; p_uncond of them get the empty prompt
@@ -283,6 +291,7 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
                 ema[k].lerp_(v, 1 - decay)
         step += 1
         losses.append(loss.item())
+        judged_losses.append(losses[-1])
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if step % 50 == 0:
@@ -294,6 +303,11 @@ def _train(config: DigitModelConfig, out_dir: Path, resume: bool, max_minutes, d
                          seconds=time.time() - start, config=asdict(config))
             torch.save(state, str(ckpt_path) + ".tmp")
             os.replace(str(ckpt_path) + ".tmp", ckpt_path)
+        if judge is not None and step % judge_every == 0:
+            judged = copy.deepcopy(unet).eval()
+            judged.load_state_dict(ema)
+            judge(step, judged, sum(judged_losses) / len(judged_losses))
+            judged_losses = []
         if stop and step < config.steps:
             bar.close()
             log(f"stopped after {max_minutes} min at step {step}; resume with resume=True")

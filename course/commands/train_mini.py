@@ -42,6 +42,8 @@ def interrupted_line(args) -> str:
 def run(args) -> int:
     from dataclasses import replace
 
+    import torch
+
     from tqdm.auto import tqdm
 
     from reference.digit_model import DigitModelConfig, train_digit_model
@@ -57,9 +59,20 @@ def run(args) -> int:
     if (out / "model_index.json").exists() and not args.resume and not args.force:
         print(f"course train-mini: {out} already holds a model; pass --force to overwrite it.", file=sys.stderr)
         return 2
+    judge = None
+    if args.judge_every:
+        from course.digit_quality import TrainingJudge
+        from reference.digit_model import make_prompt_embeds
+
+        judge = TrainingJudge(out, make_prompt_embeds(config.text_seed), n=args.judge_n, log=tqdm_write)
+        if config.init_from is not None and not judge.rows:  # the starting weights are the row to beat
+            from reference.loading import load_stage1
+
+            judge(0, load_stage1(Path(config.init_from), device="cpu", dtype=torch.float32).unet, None)
     try:
         train_digit_model(config, out, resume=args.resume, max_minutes=args.minutes, device=args.device,
-                          progress=not args.no_progress, log=tqdm_write)
+                          progress=not args.no_progress, log=tqdm_write, judge=judge,
+                          judge_every=args.judge_every or 1)
     except ValueError as err:
         print(f"course train-mini: {err}", file=sys.stderr)
         return 2
@@ -90,6 +103,10 @@ def register(subparsers) -> None:
     parser.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the saved weights (default: DigitModelConfig.ema_decay)")
     parser.add_argument("--batch-size", type=int, default=None, help="digits per step (default: DigitModelConfig.batch_size)")
     parser.add_argument("--init-from", default=None, help="start from this saved digit model's weights (warm start)")
+    parser.add_argument("--judge-every", type=int, default=1000,
+                        help="judge the EMA weights every N steps with the MNIST classifier, log them to "
+                        "OUT/training_log.csv and keep the best in OUT/best/ (0: never; default: 1000)")
+    parser.add_argument("--judge-n", type=int, default=20, help="CFG samples per digit when judging (default: 20)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
