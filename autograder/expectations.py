@@ -24,12 +24,11 @@ from pathlib import Path
 
 import torch
 
-from autograder.hidden import hidden_seed
+from autograder.hidden import HIDDEN_RUN, hidden_seed
 
 CACHE_ENV = "FWD_GRADER_EXPECTATIONS"  # a prebuilt file (the Gradescope zip's), or "live": none
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fun-with-diffusion"
 REFERENCE_MODULES = ("denoise", "editing", "illusions", "unet", "denoiser", "flow_matching", "ddpm")
-HIDDEN_RUN = 1  # = autograder.grade.HIDDEN_RUN: the hidden tests' seed is hidden_seed(HIDDEN_RUN)
 
 
 def reference_answer(name: str):

@@ -20,6 +20,7 @@ SECRET_ENV = "FWD_HIDDEN_SECRET"  # the secret itself (CI, Gradescope's run_auto
 SECRET_FILE_ENV = "FWD_HIDDEN_SECRET_FILE"  # a file holding it
 DEFAULT_SECRET_FILE = Path.home() / ".config" / "fun-with-diffusion" / "hidden_secret"
 SEED_RANGE = 1_000_000  # hidden seeds are 1 … SEED_RANGE; 0 is the public inputs
+HIDDEN_RUN = 1  # the hidden tests' seed is hidden_seed(HIDDEN_RUN)
 
 
 def secret_file() -> Path:

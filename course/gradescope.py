@@ -264,12 +264,8 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
         "results. Does your code run for very long, or keep very large tensors? If not, tell the course staff."))
     begin = time.perf_counter()
     try:
-        from autograder.grade import (
-            crashed_report,
-            grade_submission,
-            write_report,
-            write_with_sandbox_note,
-        )
+        from autograder.grade import grade_submission
+        from autograder.reports import crashed_report, write_report, write_with_sandbox_note
     except Exception as err:  # noqa: BLE001 - a broken installation: say so in the results
         write_json(results, message_results(f"The autograder is not installed correctly ({type(err).__name__}: "
                                             f"{err}). Please tell the course staff."))

@@ -50,7 +50,7 @@ def wrong_submission(solution: Path, part: str, out: Path) -> Path:
 
 
 def run_course_loop(config: LoopConfig, log=print) -> list:
-    """Release, collect, grade; returns the graded reports (``autograder.grade.Report``)."""
+    """Release, collect, grade; returns the graded reports (``autograder.reports.Report``)."""
     from autograder.grade import grade_batch
     from course.notebooks.release import release
 

@@ -72,7 +72,7 @@ def python_notebook(path: Path):
 
 def read_source(path: str | Path, owner: str, part: str | None = None, known: bool = False) -> Source:
     """A submission (a notebook or a folder holding one) or a known solution (a notebook or a ``.py``)."""
-    from autograder.grade import detect_part
+    from autograder.catalogue import detect_part
     from autograder.notebook import SubmissionError, extract, find_notebook, read_notebook
 
     path = Path(path)
@@ -94,8 +94,8 @@ _ASSIGNMENTS: dict = {}
 
 
 def assignment_of(part: str):
-    """:func:`autograder.grade.load_assignment`, read once per part."""
-    from autograder.grade import load_assignment
+    """:func:`autograder.catalogue.load_assignment`, read once per part."""
+    from autograder.catalogue import load_assignment
 
     if part not in _ASSIGNMENTS:
         _ASSIGNMENTS[part] = load_assignment(part)
@@ -120,7 +120,7 @@ def boilerplate_blocks(part: str) -> tuple[dict[str, Unit], list[Block]]:
     """Code the assignment gives, normalised: the stub's units, and as blocks the stub's graded cells, every
     definition in its other code cells (the notebook's own helpers, the provided definitions) and in the
     course kit's modules it imports."""
-    from autograder.grade import trusted_notebook
+    from autograder.catalogue import trusted_notebook
     from autograder.notebook import extract, global_names_used
 
     assignment = assignment_of(part)
@@ -294,7 +294,7 @@ def read_batch(paths, names: list[str] | None = None, known_dir: str | Path | No
     solutions under ``known_dir``; :class:`SubmissionError` when ``known_dir`` holds none."""
     from tqdm.auto import tqdm
 
-    from autograder.grade import output_names
+    from autograder.reports import output_names
 
     paths = [Path(p) for p in paths]
     names = names or output_names(paths)

@@ -293,7 +293,9 @@ def test_a_real_bfloat16_run_passes_against_the_float32_bundle(bundle, digit, tm
 def test_course_grade_compares_the_submitted_artifacts_with_the_bundle(bundle, solution_artifacts, digit, tmp_path):
     import shutil
 
-    from autograder.grade import ARTIFACTS_FILE, ARTIFACT_POINTS, grade_submission
+    from autograder.catalogue import ARTIFACTS_FILE, ARTIFACT_POINTS
+
+    from autograder.grade import grade_submission
     from course.notebooks.build import REPO_ROOT
 
     solution = REPO_ROOT / "solutions" / "partA" / "partA.ipynb"

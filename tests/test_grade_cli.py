@@ -42,7 +42,8 @@ def test_unusable_submissions_are_named_with_their_reason_and_the_command_fails(
 
 
 def _report(outcome_messages, output):
-    from autograder.grade import Outcome, Report, Test
+    from autograder.catalogue import Test
+    from autograder.reports import Outcome, Report
 
     tests = [Test(f"B1.{k}", f"check {k}", "f", "public", 1.0) for k in range(len(outcome_messages))]
     outcomes = [Outcome(t, 0.0, "failed", m) for t, m in zip(tests, outcome_messages)]
@@ -63,14 +64,15 @@ def test_a_report_is_unusable_only_when_no_test_had_its_own_message():
 def test_when_every_submission_is_graded_the_command_succeeds(tmp_path, monkeypatch, capsys):
     """All graded (grade_batch replaced by one that returns graded reports): status 0, one score line each."""
     import autograder.grade as grade
+    from autograder.reports import submission_name, write_summary
 
     def fake_batch(paths, out, log=print, **_):
         reports = [_report(["✓ passed", "Is t in [0, 1]?"], "") for _ in paths]
         for report in reports:
             report.outcomes[0].score = 1.0
-        grade.write_summary(reports, tmp_path / "summary.csv")
+        write_summary(reports, tmp_path / "summary.csv")
         for path in paths:
-            log(f"{grade.submission_name(path)}: 1 / 2")
+            log(f"{submission_name(path)}: 1 / 2")
         return reports
 
     monkeypatch.setattr(grade, "grade_batch", fake_batch)

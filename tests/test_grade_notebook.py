@@ -16,7 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.grade import detect_part, grade_submission, load_assignment
+from autograder.catalogue import detect_part, load_assignment
+
+from autograder.grade import grade_submission
 from autograder.notebook import SubmissionError, extract, find_notebook, read_notebook
 from course.notebooks.build import REPO_ROOT
 

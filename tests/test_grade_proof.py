@@ -24,7 +24,8 @@ from __future__ import annotations
 import pytest
 
 from autograder import public
-from autograder.grade import grade_submission, load_assignment
+from autograder.catalogue import load_assignment
+from autograder.grade import grade_submission
 
 from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
 

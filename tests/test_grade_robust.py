@@ -17,7 +17,9 @@ import textwrap
 import nbformat
 import pytest
 
-from autograder.grade import grade_batch, grade_submission, write_report
+from autograder.grade import grade_batch, grade_submission
+
+from autograder.reports import write_report
 from autograder.sandbox import Limits
 from course.notebooks.build import REPO_ROOT
 

@@ -129,10 +129,10 @@ def test_run_autograder_writes_results_when_python_or_its_settings_fail(autograd
 def test_assignment_built_from_the_templates_matches_the_released_notebooks(monkeypatch):
     """On Gradescope the wheel has no assignments/ folder, so the grader builds each trusted notebook from its
     template: that must give the same graded names, points, imports and provided definitions."""
-    import autograder.grade as grade
+    import autograder.catalogue as catalogue
     from course.notebooks.build import build_notebook, load_template
 
-    released = {part: grade.load_assignment(part) for part in grade.PARTS}
-    monkeypatch.setattr(grade, "trusted_notebook", lambda part: build_notebook(load_template(part)))
-    for part in grade.PARTS:
-        assert grade.load_assignment(part) == released[part], part
+    released = {part: catalogue.load_assignment(part) for part in catalogue.PARTS}
+    monkeypatch.setattr(catalogue, "trusted_notebook", lambda part: build_notebook(load_template(part)))
+    for part in catalogue.PARTS:
+        assert catalogue.load_assignment(part) == released[part], part

@@ -344,7 +344,8 @@ KEPT = ("flow_target",)  # a correct answer graded after add_noise's leaked thre
 WITHOUT_BWRAP = """
 import dataclasses, sys
 from autograder import isolation
-from autograder.grade import grade_submission, write_report
+from autograder.grade import grade_submission
+from autograder.reports import write_report
 from autograder.sandbox import Limits
 detected = isolation.host()  # as if bubblewrap were missing, the child run as the grader's own user (root)
 isolation.host = lambda: dataclasses.replace(detected, bwrap="", drop_uid=False,

@@ -364,15 +364,16 @@ def test_course_grade_with_similarity_writes_the_report_and_leaves_the_results_a
                                                                                     capsys):
     """grade_batch replaced by one that writes fixed results: the report comes after, beside them."""
     import autograder.grade as grade
+    from autograder import reports
     from course.cli import main
 
     def fake_batch(paths, out, log=print, **_):
         out = Path(out)
-        reports = [grade.Report(str(p), "partB", [], "", {"total": 0.0}) for p in paths]
-        for report, name in zip(reports, grade.output_names(paths)):
+        reports = [reports.Report(str(p), "partB", [], "", {"total": 0.0}) for p in paths]
+        for report, name in zip(reports, reports.output_names(paths)):
             (out / name).mkdir(parents=True)
             (out / name / "results.json").write_text('{"score": 7}')
-        grade.write_summary(reports, out / "summary.csv")
+        reports.write_summary(reports, out / "summary.csv")
         return reports
 
     monkeypatch.setattr(grade, "grade_batch", fake_batch)

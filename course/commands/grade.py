@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 def output_names(paths: list) -> list[str]:
     """The folder ``grade_batch`` writes each submission to (``autograder.grade.output_names``)."""
-    from autograder.grade import output_names as names
+    from autograder.reports import output_names as names
 
     return names(paths)
 
@@ -101,7 +101,8 @@ def check_similarity(args) -> None:
 
 def run(args) -> int:
     """Grade, print one line per submission (the reason when it could not be graded) and a total."""
-    from autograder.grade import grade_batch, submission_name
+    from autograder.grade import grade_batch
+    from autograder.reports import submission_name
     from autograder.sandbox import Limits
 
     kinds = _parse_kinds(args)
