@@ -19,7 +19,7 @@ Then it loads each solution cell when asked (so that a cell that loops forever i
 and serves calls: ``call`` a function, ``new`` an instance of a class, ``method`` on an instance,
 ``signature`` of a callable. Arguments and results travel as :mod:`fwd_kit.grading.wire` nodes; their
 tensors cross the pipes as safetensors bytes after the JSON (nothing is read back from files the student's
-code could write); only tensors on the CPU and plain data go back.
+code could write); only tensors on the CPU, the shapes of tensors on the meta device and plain data go back.
 
 A message on the pipes: an 8-byte big-endian length and UTF-8 JSON, then an 8-byte length and the
 tensors' safetensors bytes (length 0: none).
@@ -268,11 +268,12 @@ def error_reply(exc: BaseException, sources) -> dict:
 
 
 def check_cpu_tensors(value, path: str = "the result") -> None:
-    """Refuse results that hold tensors off the CPU (the grader's inputs are all on the CPU)."""
+    """Refuse results that hold tensors off the CPU (the grader's inputs are on the CPU, or on the meta
+    device, which holds no data, for the device check)."""
     import torch
 
     if isinstance(value, torch.Tensor):
-        if value.device.type != "cpu":
+        if value.device.type not in ("cpu", "meta"):
             raise ValueError(f"{path} is a tensor on {value.device}, but the inputs were on cpu: keep results on "
                              "the inputs' device")
     elif isinstance(value, (list, tuple)):

@@ -8,12 +8,15 @@ Python value           JSON node
 None, bool, int,       ``{"v": value}`` (floats may be NaN or ±inf: Python's json writes them)
 float, str
 torch.Tensor           ``{"tensor": key, "grad": requires_grad}``; the data is ``tensors[key]``
+a tensor on PyTorch's  ``{"meta": shape, "dtype": "float32"}``: it has no data (the device check runs the
+meta device            student's code on such tensors); on the grader's side it becomes a :class:`MetaTensor`
 list / tuple           ``{"list": [...]}`` / ``{"tuple": [...]}``
 dict with str keys     ``{"dict": {key: node}}``
 torch.dtype            ``{"dtype": "float32"}``
 torch.device           ``{"device": "cpu"}``
 torch.Generator        ``{"generator": key}``: its state, ``tensors[key]`` (uint8)
-nn.Module              ``{"module": id}``: built from ``modules[id]`` (a :func:`module_recipe`)
+nn.Module              ``{"module": id}``: built from ``modules[id]`` (a :func:`module_recipe`; a module on
+                       the meta device travels without weights and is built there)
 diffusers scheduler    ``{"scheduler": class name, "config": {...}}``
 a trusted function     ``{"function": "fwd_kit.nets.denoise"}``
 a torch function with  ``{"partial": "torch.flip", "args": node, "kwargs": node}`` (a view such as
@@ -33,6 +36,7 @@ import functools
 import importlib
 import json
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -47,6 +51,20 @@ MAX_DEPTH = 12  # nesting of lists/dicts a response may have
 
 class WireError(ValueError):
     """A value that cannot be sent, or a message that does not follow the format."""
+
+
+@dataclass(frozen=True)
+class MetaTensor:
+    """A tensor on PyTorch's meta device, as the grader receives it: its shape and dtype, no data.
+
+    The device check runs a student's code on meta tensors and a meta model (a hard-coded ``"cpu"`` then
+    mixes devices); what comes back is only looked at, never compared or copied, so on the grader's side it
+    is this record rather than a tensor. ``device`` is ``meta``, like the tensor's.
+    """
+
+    shape: tuple
+    dtype: torch.dtype
+    device: torch.device = torch.device("meta")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -101,6 +119,8 @@ class Encoder:
             raise WireError("value nested too deeply")
         if value is None or isinstance(value, (bool, int, float, str)):
             return {"v": value}
+        if isinstance(value, MetaTensor) or (isinstance(value, torch.Tensor) and value.device.type == "meta"):
+            return {"meta": [int(n) for n in value.shape], "dtype": _dtype_name(value.dtype)}
         if isinstance(value, torch.Tensor):
             return {"tensor": self.tensor_key(value), "grad": bool(value.requires_grad)}
         if isinstance(value, (list, tuple)):
@@ -141,12 +161,15 @@ def module_recipe(module: nn.Module, encoder: Encoder) -> dict:
 
     diffusers models rebuild from their ``config``; the reference's and the fixtures' modules from the
     arguments :func:`autograder.fixtures.build` recorded (``_wire_init``). Weights and buffers travel as
-    tensors; ``record`` asks the student process to log every call (replayed on the grader's copy).
+    tensors (a module on the meta device has none: it is built and moved there); ``record`` asks the student
+    process to log every call (replayed on the grader's copy).
     """
     cls = type(module)
-    state = {k: encoder.tensor_key(v) for k, v in module.state_dict().items()}
+    values = list(module.state_dict().values())
+    on_meta = any(v.device.type == "meta" for v in values)
+    state = {} if on_meta else {k: encoder.tensor_key(v) for k, v in module.state_dict().items()}
     base = dict(path=qualified_name(cls), state=state, training=bool(module.training),
-                dtype=_dtype_name(next(iter(module.state_dict().values())).dtype) if module.state_dict() else None)
+                dtype=_dtype_name(values[0].dtype) if values else None, device="meta" if on_meta else None)
     if cls.__module__.startswith("diffusers."):
         return dict(base, kind="diffusers", config=json.loads(json.dumps(dict(module.config), default=list)))
     init = getattr(module, "_wire_init", None)
@@ -188,6 +211,9 @@ class Decoder:
             if node.get("grad") and t.is_floating_point():
                 t = t.clone().requires_grad_(True)
             return t
+        elif kind == "meta" and isinstance(body, list) and all(type(n) is int and n >= 0 for n in body):
+            shape, dtype = tuple(body), dtype_from_name(node.get("dtype"))
+            return torch.empty(shape, dtype=dtype, device="meta") if self.allow_objects else MetaTensor(shape, dtype)
         elif kind in ("list", "tuple") and isinstance(body, list):
             items = [self.decode(v, depth + 1) for v in body]
             return items if kind == "list" else tuple(items)
@@ -243,11 +269,13 @@ def build_module(recipe: dict, decoder: Decoder) -> nn.Module:
         module = cls.from_config(recipe["config"])
     else:
         module = cls(*decoder.decode(recipe["args"]), **decoder.decode(recipe["kwargs"]))
-    state = {k: decoder.tensor(v) for k, v in recipe["state"].items()}
     dtype = dtype_from_name(recipe["dtype"]) if recipe.get("dtype") else None
     if dtype is not None and any(p.dtype != dtype for p in module.parameters()):
         module = module.to(dtype)
-    module.load_state_dict(state, strict=True)
+    if recipe.get("device") == "meta":  # no weights: the device check only runs the student's code on it
+        module = module.to("meta")
+    else:
+        module.load_state_dict({k: decoder.tensor(v) for k, v in recipe["state"].items()}, strict=True)
     return module.train(bool(recipe.get("training")))
 
 
