@@ -103,11 +103,20 @@ def mean_image_comparison(outputs: torch.Tensor, mean_image: torch.Tensor, title
     return digit_grid(images, images.shape[0], col_labels=labels, title=title, cell_inches=0.9)
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Save ``fig`` (Agg canvas, no pyplot) and return the path; creates the folder."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120, deliverable=None) -> Path:
+    """Save ``fig`` (Agg canvas, no pyplot) and return the path; creates the folder.
+
+    deliverable: a ``fwd_kit.figure_notes.note(...)`` naming the write-up deliverable this figure is (with
+    its settings, e.g. the epoch); the figure is then also saved to the write-up folder, its title as the
+    caption.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
+    if deliverable is not None:
+        from fwd_kit.figure_notes import save_deliverable
+
+        save_deliverable(fig, deliverable, dpi=dpi)
     return path
 
 

@@ -182,21 +182,33 @@ def grid_figure(images, titles=None, ncols: int | None = None, suptitle: str | N
     return fig
 
 
-def save_grid(images, path, titles=None, ncols: int | None = None, suptitle: str | None = None):
+def _save_deliverable(fig, deliverable) -> None:
+    """Also save ``fig`` for the write-up page when ``deliverable`` (a ``fwd_kit.figure_notes.Note``) is given."""
+    if deliverable is not None:
+        from fwd_kit.figure_notes import save_deliverable
+
+        save_deliverable(fig, deliverable)
+
+
+def save_grid(images, path, titles=None, ncols: int | None = None, suptitle: str | None = None, deliverable=None):
     """Save a grid of ``images`` (see ``grid_figure``) to ``path`` (PNG, PDF, ...); returns the Figure.
 
-    Needs no display: the standalone figure is drawn by matplotlib's Agg renderer.
+    Needs no display: the standalone figure is drawn by matplotlib's Agg renderer. ``deliverable``: a
+    ``fwd_kit.figure_notes.note(...)``; the figure is then also saved for the write-up page.
     """
     fig = grid_figure(images, titles=titles, ncols=ncols, suptitle=suptitle)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    _save_deliverable(fig, deliverable)
     return fig
 
 
-def show_grid(images, titles=None, ncols: int | None = None, suptitle: str | None = None) -> None:
+def show_grid(images, titles=None, ncols: int | None = None, suptitle: str | None = None, deliverable=None) -> None:
     """Display a grid of ``images`` (see ``grid_figure``): inline in a notebook, else in a pyplot window.
 
+    deliverable: a ``fwd_kit.figure_notes.note(...)`` naming the write-up deliverable this figure is (with
+    its settings); the figure is then also saved to the write-up folder, its suptitle as the caption.
     Returns None on purpose: a returned Figure would be displayed a second time as the cell's value.
     Use ``grid_figure`` or ``save_grid`` to get the Figure.
     """
@@ -207,12 +219,15 @@ def show_grid(images, titles=None, ncols: int | None = None, suptitle: str | Non
         get_ipython = None
     if get_ipython is not None and get_ipython() is not None:
         buffer = io.BytesIO()  # render to PNG ourselves: works whatever matplotlib backend is active
-        grid_figure(images, titles=titles, ncols=ncols, suptitle=suptitle).savefig(buffer, format="png", dpi=100)
+        fig = grid_figure(images, titles=titles, ncols=ncols, suptitle=suptitle)
+        fig.savefig(buffer, format="png", dpi=100)
+        _save_deliverable(fig, deliverable)
         display(Image(data=buffer.getvalue()))
         return None
     import matplotlib.pyplot as plt
 
-    grid_figure(images, titles=titles, ncols=ncols, suptitle=suptitle, pyplot=True)
+    fig = grid_figure(images, titles=titles, ncols=ncols, suptitle=suptitle, pyplot=True)
+    _save_deliverable(fig, deliverable)
     plt.show()
     return None
 
