@@ -209,7 +209,9 @@ PART0 = [
         part0_images = stage_1(prompt_embeds=part0_embeds, negative_prompt_embeds=uncond.expand_as(part0_embeds),
                                num_inference_steps=steps, output_type="pt", generator=g).images  # (3, 3, S, S)
         show_grid(part0_images, titles=[fill(p, 24) for p in PART0_PROMPTS],
-                  suptitle=f"stage 1, {steps} steps, seed {SEED}")
+                  suptitle=f"stage 1, {steps} steps, seed {SEED}",
+                  deliverable=note("A0-samples", key=f"steps-{steps}", items=PART0_PROMPTS, steps=steps, seed=SEED,
+                                   model=MODEL))
     '''),
     reflect("reflect_part0", 2, "Which prompts did you use? How well does each image match its prompt, and how "
                "do the results change with the number of inference steps? Report the seed you used."),
@@ -234,6 +236,7 @@ PROVIDED = [
       have written its parts (`estimate_x0`, `denoise_step_mean`): one whole strided update for the later loops.
     - `check_*` — input checks that raise a clear `ValueError` (use them at the top of your functions).
     - `load_image`, `show_grid`, `rect_mask` — images in [-1, 1], figure grids and rectangular masks.
+    - `note(...)` — passed to `show_grid` as `deliverable=`, it also saves the figure for your write-up page.
 
     Randomness always comes from an explicit `torch.Generator`, so the same seed gives the same pictures.
     """),
@@ -247,6 +250,11 @@ PROVIDED = [
     )
     from fwd_kit.sampling import SDEDIT_I_STARTS, add_variance, gaussian_noise, predict_noise, set_strided_timesteps
     from fwd_kit.images import center_square_mask, load_image, rect_mask, show_grid
+    from fwd_kit.figure_notes import note, writeup_folder
+
+    # show_grid(..., deliverable=note(...)) also saves a figure for your write-up page, with its settings:
+    # python -m fwd_kit.writeup partA.ipynb --out site/ lays them out (a FAST run saves to a folder of its own).
+    writeup_folder("writeup_figures_fast" if FAST else "writeup_figures")
     '''),
 ]
 

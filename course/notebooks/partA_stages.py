@@ -58,7 +58,8 @@ FORWARD = [
     alphas_cumprod = stage_1.scheduler.alphas_cumprod  # ᾱ_t for t = 0, ..., 999
     g = torch.Generator(DEVICE).manual_seed(SEED)
     noisy = {t: forward(test_image, t, alphas_cumprod, generator=g) for t in (250, 500, 750)}
-    show_grid([test_image, *noisy.values()], titles=["original"] + [f"t = {t}" for t in noisy])
+    show_grid([test_image, *noisy.values()], titles=["original"] + [f"t = {t}" for t in noisy],
+              deliverable=note("A1.1-forward", t=list(noisy), seed=SEED))
     '''),
     md("""
     ## 1.2 Classical denoising
@@ -71,7 +72,8 @@ FORWARD = [
     BLUR = {250: (5, 1.0), 500: (7, 1.5), 750: (9, 2.0)}  # t: (kernel_size, sigma) — try others, keep your best
     blurred = {t: TF.gaussian_blur(x, kernel_size=BLUR[t][0], sigma=BLUR[t][1]) for t, x in noisy.items()}
     show_grid([*noisy.values(), *blurred.values()],
-              titles=[f"noisy, t = {t}" for t in noisy] + [f"blurred {BLUR[t]}" for t in noisy], ncols=3)
+              titles=[f"noisy, t = {t}" for t in noisy] + [f"blurred {BLUR[t]}" for t in noisy], ncols=3,
+              deliverable=note("A1.2-blur", t=list(noisy), kernel_size_sigma=BLUR, seed=SEED))
     '''),
     reflect("reflect_blur", 1, "Which kernel size and σ worked best at each noise level, and why can a blur "
                "not recover the clean image?"),
@@ -95,7 +97,8 @@ ONE_STEP = [
     code('''
     one_step = {t: one_step_denoise(stage_1.unet, x, t, embed(EDIT_PROMPT), alphas_cumprod) for t, x in noisy.items()}
     show_grid([im for t in noisy for im in (test_image, noisy[t], one_step[t])],
-              titles=[f"{kind}, t = {t}" for t in noisy for kind in ("original", "noisy", "one-step")], ncols=3)
+              titles=[f"{kind}, t = {t}" for t in noisy for kind in ("original", "noisy", "one-step")], ncols=3,
+              deliverable=note("A1.3-one-step", t=list(noisy), prompt=EDIT_PROMPT, seed=SEED))
     '''),
 ]
 
@@ -144,11 +147,15 @@ ITERATIVE = [
     final, frames = iterative_denoise(stage_1.unet, stage_1.scheduler, xt, i_start, embed(EDIT_PROMPT), timesteps,
                                       generator=g, return_intermediates=True)
     show_grid([x for _, x in frames] + [final], titles=[f"t = {t}" for t, _ in frames] + ["t = 0"],
-              suptitle="iterative denoising, every 5th step")
+              suptitle="iterative denoising, every 5th step",
+              deliverable=note("A1.4-every-5th", i_start=i_start, t=[t for t, _ in frames] + [0], prompt=EDIT_PROMPT,
+                               seed=SEED))
     one_step_690 = one_step_denoise(stage_1.unet, xt, timesteps[i_start], embed(EDIT_PROMPT), alphas_cumprod)
     blur_690 = TF.gaussian_blur(xt, kernel_size=5, sigma=2.0)
     show_grid([test_image, final, one_step_690, blur_690],
-              titles=["original", "iterative", "one-step", "Gaussian blur (5, 2)"])
+              titles=["original", "iterative", "one-step", "Gaussian blur (5, 2)"],
+              deliverable=note("A1.4-comparison", caption=f"from t = {timesteps[i_start]}: iterative, one-step, blur",
+                               t=timesteps[i_start], kernel_size_sigma=(5, 2.0), seed=SEED))
     '''),
     reflect("reflect_denoising", 2, "Compare the Gaussian blur, the one-step estimate and iterative denoising "
                "from t = 690. Which recovers the image best, what does each get wrong, and why?"),
@@ -167,7 +174,9 @@ SAMPLING = [
     start_noise = gaussian_noise((N_SAMPLES, 3, SIZE, SIZE), g, DEVICE, DTYPE)
     samples = iterative_denoise(stage_1.unet, stage_1.scheduler, start_noise, 0, embed(SAMPLE_PROMPT), timesteps,
                                 generator=g)
-    show_grid(samples, titles=[f"sample {k + 1}" for k in range(N_SAMPLES)], suptitle=f"{SAMPLE_PROMPT!r}, no CFG")
+    show_grid(samples, titles=[f"sample {k + 1}" for k in range(N_SAMPLES)], suptitle=f"{SAMPLE_PROMPT!r}, no CFG",
+              deliverable=note("A1.5-samples", items=[f"sample {k + 1}" for k in range(N_SAMPLES)],
+                               prompt=SAMPLE_PROMPT, seed=SEED))
     '''),
     md(r"""
     ## 1.6 Classifier-free guidance (CFG)
@@ -190,7 +199,9 @@ SAMPLING = [
     samples_cfg = iterative_denoise_cfg(stage_1.unet, stage_1.scheduler, start_noise, 0, embed(SAMPLE_PROMPT), uncond,
                                         timesteps, scale=7.0, generator=g)
     show_grid(samples_cfg, titles=[f"sample {k + 1}" for k in range(N_SAMPLES)],
-              suptitle=f"{SAMPLE_PROMPT!r}, CFG γ = 7")
+              suptitle=f"{SAMPLE_PROMPT!r}, CFG γ = 7",
+              deliverable=note("A1.6-cfg-samples", items=[f"sample {k + 1}" for k in range(N_SAMPLES)],
+                               prompt=SAMPLE_PROMPT, scale=7.0, seed=SEED))
     '''),
     reflect("reflect_cfg", 2, "How do the CFG samples differ from those of 1.5, and why does extrapolating "
                "past the conditional estimate (γ > 1) change them that way?"),
@@ -212,18 +223,22 @@ EDITING = [
     I_STARTS = tuple(dict.fromkeys(map(course_index, I_STARTS)))  # the same unless STRIDE was changed
 
 
-    def show_sdedit_sweep(images, names, prompt, i_starts=I_STARTS):
-        """SDEdit of a list of (1, 3, S, S) images at every level of ``i_starts``: one row per image, CFG γ = 7."""
+    def show_sdedit_sweep(images, names, prompt, deliverable, i_starts=I_STARTS):
+        """SDEdit of a list of (1, 3, S, S) images at every level of ``i_starts``: one row per image, CFG γ = 7;
+        saved for the write-up as ``deliverable`` (an id of fwd_kit.deliverables)."""
         g = torch.Generator(DEVICE).manual_seed(SEED)
         batch = torch.cat(images)
         edits = [sdedit(stage_1.unet, stage_1.scheduler, batch, i, embed(prompt), uncond, timesteps, scale=7.0,
                         generator=g) for i in i_starts]
         show_grid([im for k in range(len(images)) for im in [e[k] for e in edits] + [batch[k]]],
                   titles=[title for name in names for title in [f"i_start = {i}" for i in i_starts] + [name]],
-                  ncols=len(i_starts) + 1, suptitle=f"SDEdit with {prompt!r}")
+                  ncols=len(i_starts) + 1, suptitle=f"SDEdit with {prompt!r}",
+                  deliverable=note(deliverable, items=names, prompt=prompt, i_start=list(i_starts), scale=7.0,
+                                   seed=SEED))
 
 
-    show_sdedit_sweep([test_image, *own_images], ["test image", "own 1", "own 2"], EDIT_PROMPT)
+    show_sdedit_sweep([test_image], ["test image"], EDIT_PROMPT, "A1.7-test-image")
+    show_sdedit_sweep(own_images, ["own 1", "own 2"], EDIT_PROMPT, "A1.7-own-images")
     '''),
     md("""
     ### 1.7.1 Hand-drawn and web images
@@ -231,7 +246,9 @@ EDITING = [
     SDEdit works best on inputs that are far from natural images: a web image and two drawings.
     """),
     code('''
-    show_sdedit_sweep([web_image, *drawn_images], ["web image", "drawing 1", "drawing 2"], EDIT_PROMPT)
+    show_sdedit_sweep([web_image], ["web image"], EDIT_PROMPT, "A1.7.1-web")
+    show_sdedit_sweep(drawn_images, [f"drawing {k + 1}" for k in range(len(drawn_images))], EDIT_PROMPT,
+                      "A1.7.1-hand-drawn")
     '''),
     reflect("reflect_sdedit", 2, "Describe how the edits change with i_start for the test image, your own "
                "images, the web image and your drawings. At which level does the result stop looking like the "
@@ -260,9 +277,12 @@ EDITING = [
     g = torch.Generator(DEVICE).manual_seed(SEED)
     inpainted = inpaint(stage_1.unet, stage_1.scheduler, originals, masks, embed(EDIT_PROMPT), uncond, timesteps,
                         scale=7.0, generator=g)
-    show_grid([im for k in range(3) for im in (originals[k], (2 * masks[k] - 1).expand(3, S, S),
-                                               originals[k] * (1 - masks[k]), inpainted[k])],
-              titles=["original", "mask", "kept", "inpainted"] * 3, ncols=4)
+    row = lambda k: (originals[k], (2 * masks[k] - 1).expand(3, S, S), originals[k] * (1 - masks[k]), inpainted[k])
+    show_grid([*row(0)], titles=["original", "mask", "kept", "inpainted"], ncols=4,
+              deliverable=note("A1.7.2-test-image", items=["test image"], prompt=EDIT_PROMPT, scale=7.0, seed=SEED))
+    show_grid([im for k in (1, 2) for im in row(k)], titles=["original", "mask", "kept", "inpainted"] * 2, ncols=4,
+              deliverable=note("A1.7.2-own-images", items=["own 1", "own 2"], prompt=EDIT_PROMPT, scale=7.0,
+                               seed=SEED))
     '''),
     reflect("reflect_inpaint", 1, "Which masks did you choose, and how well does the inpainted region blend "
                "with the kept pixels? Did rerunning with other seeds help?"),
@@ -273,7 +293,8 @@ EDITING = [
     original survives the prompt.
     """),
     code('''
-    show_sdedit_sweep([test_image, *own_images], ["test image", "own 1", "own 2"], TEXT_EDIT_PROMPT)
+    show_sdedit_sweep([test_image], ["test image"], TEXT_EDIT_PROMPT, "A1.7.3-test-image")
+    show_sdedit_sweep(own_images, ["own 1", "own 2"], TEXT_EDIT_PROMPT, "A1.7.3-own-images")
     '''),
     reflect("reflect_text_edit", 1, "Which prompt did you use, and at which noise levels does the result "
                "combine the prompt with the original image?"),
@@ -305,7 +326,9 @@ ANAGRAM = [
                               embed([q for _, q in ANAGRAMS]), uncond, timesteps, view=flip_view, scale=7.0,
                               generator=g)
     show_grid([im for k in range(len(ANAGRAMS)) for im in (anagrams[k:k + 1], flip_upside_down(anagrams[k:k + 1]))],
-              titles=[fill(t, 24) for p, q in ANAGRAMS for t in (p, f"upside down: {q}")], ncols=2)
+              titles=[fill(t, 24) for p, q in ANAGRAMS for t in (p, f"upside down: {q}")], ncols=2,
+              deliverable=note("A1.8-anagrams", items=[f"{p} / {q}" for p, q in ANAGRAMS], view="flip", scale=7.0,
+                               seed=SEED))
     '''),
     reflect("reflect_anagrams", 2, "Which prompt pairs did you choose, and why? Which anagrams work, and what "
                "makes a pair of prompts easy or hard to combine?"),
@@ -334,7 +357,8 @@ HYBRID = [
                            embed([high for _, high in HYBRIDS]), uncond, timesteps, scale=7.0, generator=g)
     show_grid([im for k in range(len(HYBRIDS)) for im in (hybrids[k], lowpass(hybrids[k:k + 1]))],
               titles=[fill(t, 24) for low, high in HYBRIDS for t in (f"up close: {high}", f"from afar: {low}")],
-              ncols=2)
+              ncols=2, deliverable=note("A1.9-hybrids", items=[f"{low} / {high}" for low, high in HYBRIDS],
+                                        lowpass="Gaussian blur (33, 2)", scale=7.0, seed=SEED))
     '''),
     reflect("reflect_hybrids", 2, "Which prompt pairs did you choose for the hybrids, and why? Does each "
                "image read as the low-frequency prompt from afar and as the high-frequency one up close?"),
@@ -354,14 +378,16 @@ BELLS_AND_WHISTLES = [
     code('''
     rot90_view = (rot90_ccw, rot90_cw)
     negate_view = (negate, negate)
-    extra = []
+    extra, views_made = [], []
     for view, (p, q), name in ((rot90_view, ROT90_ANAGRAM, "rotated 90°"), (negate_view, NEGATE_ANAGRAM, "negated")):
         g = torch.Generator(DEVICE).manual_seed(SEED)
         xt = gaussian_noise((1, 3, SIZE, SIZE), g, DEVICE, DTYPE)
         image = visual_anagram(stage_1.unet, stage_1.scheduler, xt, 0, embed(p), embed(q), uncond, timesteps,
                                view=view, scale=7.0, generator=g)
         extra += [(image, p), (view[0](image), f"{name}: {q}")]
-    show_grid([im for im, _ in extra], titles=[fill(t, 24) for _, t in extra], ncols=2)
+        views_made.append(name)
+    show_grid([im for im, _ in extra], titles=[fill(t, 24) for _, t in extra], ncols=2,
+              deliverable=note("ABW-views", items=views_made, scale=7.0, seed=SEED))
     '''),
     md("""
     **A course logo.** Text-conditional image-to-image of a drawing (or of a logo you like) with a prompt of
@@ -369,7 +395,7 @@ BELLS_AND_WHISTLES = [
     """),
     code('''
     logo_i_starts = tuple(dict.fromkeys(map(course_index, (7,) if FAST else (3, 5, 7, 10))))
-    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, i_starts=logo_i_starts)
+    show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, "ABW-logo", i_starts=logo_i_starts)
     '''),
     reflect("reflect_bells_whistles", 1, "Which extra views and which logo did you make, and how well did "
                "they work?"),

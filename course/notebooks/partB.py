@@ -39,8 +39,10 @@ networks and the training to a couple of minutes on a laptop CPU — for checkin
 runs, not for your write-up (nbgrader's Validate button turns it on and saves its figures to
 `partB_figures_fast/`). On Colab choose a GPU runtime (Runtime → Change runtime type);
 with `FAST = False` the notebook trains seven models with the course's settings, several minutes
-each on a GPU. Figures are also saved to `partB_figures/` for your write-up. A Colab session may end
-while you work: save what you trained (`torch.save(model.state_dict(), path)`) to Google Drive.
+each on a GPU. Figures are also saved to `partB_figures/`, and the write-up's deliverables with their
+settings to `writeup_figures/`: `python -m fwd_kit.writeup . --out site/` builds your write-up page from
+them, with a checklist of what is missing. A Colab session may end while you work: save what you trained
+(`torch.save(model.state_dict(), path)`) to Google Drive.
 """),
     Code('''
 # Parameters (tools such as papermill may override this cell).
@@ -86,9 +88,13 @@ from fwd_kit.figures import digit_grid, loss_curve, mean_image_comparison, save_
 from fwd_kit.conditioning import drop_classes, one_hot
 from fwd_kit.configs import make_config, resolve_device
 from fwd_kit.nets import check_digits, device_and_dtype, eval_mode, time_column
+from fwd_kit.figure_notes import note, writeup_folder
 
 DEVICE = resolve_device(DEVICE)
 OUT = Path("partB_figures_fast" if FAST else "partB_figures")  # every figure is saved here too
+# The deliverables are also saved with their settings for your write-up page:
+# python -m fwd_kit.writeup partB.ipynb --out site/ lays them out (a FAST run saves to a folder of its own).
+writeup_folder("writeup_figures_fast" if FAST else "writeup_figures")
 print(f"device {DEVICE}, FAST={FAST}, seed {SEED}")
 '''),
     Markdown(r"""
@@ -114,9 +120,10 @@ def course_config(name, **changes):
     return cfg
 
 
-def show(fig, name):
-    """Save a matplotlib figure to OUT/<name>.png and display it."""
-    display(Image(filename=str(save_figure(fig, OUT / f"{name}.png"))))
+def show(fig, name, deliverable=None):
+    """Save a matplotlib figure to OUT/<name>.png and display it; a ``deliverable=note(...)`` of the write-up
+    (fwd_kit.deliverables) is also saved to the write-up folder with its settings."""
+    display(Image(filename=str(save_figure(fig, OUT / f"{name}.png", deliverable=deliverable))))
 
 
 def generator(offset=0):
@@ -243,7 +250,8 @@ number or one level per image.
 den_cfg = course_config("denoiser")
 x = test_digits[:1]
 noisy = torch.cat([add_noise(x, s, generator=generator(1)) for s in den_cfg.ood_sigmas])
-show(sigma_sweep([noisy], ["z = x + σε"], den_cfg.ood_sigmas, "noising process"), "noising")
+show(sigma_sweep([noisy], ["z = x + σε"], den_cfg.ood_sigmas, "noising process"), "noising",
+     note("B1.2-noising", sigma=list(den_cfg.ood_sigmas), seed=SEED))
 '''),
     Markdown(r"""
 Now the training loss. Move the digits to the UNet's device and dtype (`device_and_dtype(unet)` is
@@ -261,14 +269,17 @@ def show_denoised(epoch, model):
         z = add_noise(test_digits, den_cfg.sigma, generator=generator(2))
         grid = torch.cat([test_digits, z, denoise(model, z)])
         show(digit_grid(grid, 10, ["clean", f"noisy σ={den_cfg.sigma:g}", "denoised"],
-                        title=f"held-out digits, epoch {epoch}"), f"denoiser_epoch{epoch}")
+                        title=f"held-out digits, epoch {epoch}"), f"denoiser_epoch{epoch}",
+             note("B1.2.1-denoised", key=f"epoch-{epoch}", epoch=epoch, sigma=den_cfg.sigma, seed=SEED))
 
 
 torch.manual_seed(SEED)  # initial weights
 den_unet = UnconditionalUNet(1, den_cfg.num_hiddens).to(DEVICE)
 den_losses, den_steps = train(den_unet, lambda m, x, y, g: denoiser_loss(m, x, den_cfg.sigma, g), den_cfg,
                               show_denoised)
-show(loss_curve(den_losses, den_steps, f"one-step denoiser, σ = {den_cfg.sigma:g}"), "denoiser_loss")
+show(loss_curve(den_losses, den_steps, f"one-step denoiser, σ = {den_cfg.sigma:g}"), "denoiser_loss",
+     note("B1.2.1-loss", sigma=den_cfg.sigma, epochs=den_cfg.epochs, batch_size=den_cfg.batch_size, lr=den_cfg.lr,
+          num_hiddens=den_cfg.num_hiddens))
 '''),
     Markdown(r"""
 ### Out-of-distribution noise levels
@@ -278,7 +289,8 @@ The denoiser only ever saw $\sigma = 0.5$. How does it do on the same digit at o
 x = test_digits[:1]
 noisy = torch.cat([add_noise(x, s, generator=generator(3)) for s in den_cfg.ood_sigmas])
 show(sigma_sweep([noisy, denoise(den_unet, noisy)], ["noisy", "denoised"], den_cfg.ood_sigmas,
-                 f"out-of-distribution test (trained at σ = {den_cfg.sigma:g})"), "denoiser_ood")
+                 f"out-of-distribution test (trained at σ = {den_cfg.sigma:g})"), "denoiser_ood",
+     note("B1.2.2-ood", sigma=list(den_cfg.ood_sigmas), trained_sigma=den_cfg.sigma, seed=SEED))
 '''),
     Markdown(r"""
 ### Denoising pure noise
@@ -295,17 +307,19 @@ def show_pure_noise(epoch, model):
     if epoch in figure_epochs(pn_cfg):
         eps = torch.randn((10, 1, 28, 28), generator=generator(4), device=DEVICE)
         show(digit_grid(denoise(model, eps), 10, title=f"pure noise → denoiser, epoch {epoch}"),
-             f"pure_noise_epoch{epoch}")
+             f"pure_noise_epoch{epoch}", note("B1.2.3-samples", key=f"epoch-{epoch}", epoch=epoch, seed=SEED))
 
 
 torch.manual_seed(SEED)
 pn_unet = UnconditionalUNet(1, pn_cfg.num_hiddens).to(DEVICE)
 pn_losses, pn_steps = train(pn_unet, lambda m, x, y, g: pure_noise_loss(m, x, g), pn_cfg, show_pure_noise)
-show(loss_curve(pn_losses, pn_steps, "denoiser fed pure noise"), "pure_noise_loss")
+show(loss_curve(pn_losses, pn_steps, "denoiser fed pure noise"), "pure_noise_loss",
+     note("B1.2.3-loss", epochs=pn_cfg.epochs, batch_size=pn_cfg.batch_size, lr=pn_cfg.lr))
 
 mean_digit = train_images.float().mean(dim=0, keepdim=True) / 255  # the average training image
 outputs = denoise(pn_unet, torch.randn((5, 1, 28, 28), generator=generator(5), device=DEVICE))
-show(mean_image_comparison(outputs, mean_digit, "outputs vs the average training digit"), "pure_noise_vs_mean")
+show(mean_image_comparison(outputs, mean_digit, "outputs vs the average training digit"), "pure_noise_vs_mean",
+     note("B1.2.3-mean", seed=SEED))
 '''),
     Reflection("pure_noise_patterns", 3, r"""
 **Question.** Describe what the pure-noise denoiser produces after 1 and after 5 epochs. How do its

@@ -66,7 +66,8 @@ tdd_schedule = {k: v.to(DEVICE) for k, v in ddpm_schedule(tdd_cfg.beta1, tdd_cfg
 def show_time_ddpm(epoch, model):
     if epoch in figure_epochs(tdd_cfg):
         samples = ddpm_sample(model, tdd_schedule, tdd_cfg.num_samples, (28, 28), tdd_cfg.num_ts, generator(9))
-        show(digit_grid(samples, 10, title=f"time-conditioned DDPM, epoch {epoch}"), f"time_ddpm_epoch{epoch}")
+        show(digit_grid(samples, 10, title=f"time-conditioned DDPM, epoch {epoch}"), f"time_ddpm_epoch{epoch}",
+             note("B4-time-samples", key=f"epoch-{epoch}", epoch=epoch, num_ts=tdd_cfg.num_ts, seed=SEED))
 
 
 if DDPM_SECTION:
@@ -74,7 +75,8 @@ if DDPM_SECTION:
     tdd_unet = TimeConditionalUNet(1, tdd_cfg.num_hiddens, conditioning="ddpm").to(DEVICE)
     tdd_losses, tdd_steps = train(
         tdd_unet, lambda m, x, y, g: ddpm_forward(m, tdd_schedule, x, tdd_cfg.num_ts, g), tdd_cfg, show_time_ddpm)
-    show(loss_curve(tdd_losses, tdd_steps, "time-conditioned DDPM"), "time_ddpm_loss")
+    show(loss_curve(tdd_losses, tdd_steps, "time-conditioned DDPM"), "time_ddpm_loss",
+         note("B4-time-loss", epochs=tdd_cfg.epochs, batch_size=tdd_cfg.batch_size, lr=tdd_cfg.lr))
 '''),
 ]
 
@@ -101,7 +103,9 @@ def show_class_ddpm(epoch, model):
                                     generator(10))
         show(digit_grid(samples, 10, col_labels=[str(d) for d in range(10)],
                         title=f"class-conditioned DDPM, epoch {epoch}, γ = {cdd_cfg.guidance:g}"),
-             f"class_ddpm_epoch{epoch}")
+             f"class_ddpm_epoch{epoch}", note("B4-class-grid", key=f"epoch-{epoch}", epoch=epoch,
+                                              guidance=cdd_cfg.guidance, samples_per_digit=cdd_cfg.samples_per_digit,
+                                              num_ts=cdd_cfg.num_ts, seed=SEED))
 
 
 if DDPM_SECTION:
@@ -110,7 +114,8 @@ if DDPM_SECTION:
     cdd_losses, cdd_steps = train(
         cdd_unet, lambda m, x, y, g: class_ddpm_forward(m, cdd_schedule, x, y, cdd_cfg.p_uncond, cdd_cfg.num_ts, g),
         cdd_cfg, show_class_ddpm)
-    show(loss_curve(cdd_losses, cdd_steps, "class-conditioned DDPM"), "class_ddpm_loss")
+    show(loss_curve(cdd_losses, cdd_steps, "class-conditioned DDPM"), "class_ddpm_loss",
+         note("B4-class-loss", epochs=cdd_cfg.epochs, batch_size=cdd_cfg.batch_size, lr=cdd_cfg.lr))
 '''),
     Markdown(r"""
 ## Bells & whistles

@@ -65,13 +65,16 @@ tfm_cfg = course_config("time-fm")
 def show_time_fm(epoch, model):
     if epoch in figure_epochs(tfm_cfg):
         samples = time_fm_sample(model, tfm_cfg.num_samples, (28, 28), tfm_cfg.num_ts, generator(6))
-        show(digit_grid(samples, 10, title=f"time-conditioned flow matching, epoch {epoch}"), f"time_fm_epoch{epoch}")
+        show(digit_grid(samples, 10, title=f"time-conditioned flow matching, epoch {epoch}"), f"time_fm_epoch{epoch}",
+             note("B2.3-time-samples", key=f"epoch-{epoch}", epoch=epoch, num_ts=tfm_cfg.num_ts, seed=SEED))
 
 
 torch.manual_seed(SEED)
 tfm_unet = TimeConditionalUNet(1, tfm_cfg.num_hiddens, conditioning="fm").to(DEVICE)
 tfm_losses, tfm_steps = train(tfm_unet, lambda m, x, y, g: time_fm_forward(m, x, g), tfm_cfg, show_time_fm)
-show(loss_curve(tfm_losses, tfm_steps, "time-conditioned flow matching"), "time_fm_loss")
+show(loss_curve(tfm_losses, tfm_steps, "time-conditioned flow matching"), "time_fm_loss",
+     note("B2.2-time-loss", epochs=tfm_cfg.epochs, batch_size=tfm_cfg.batch_size, lr=tfm_cfg.lr,
+          use_scheduler=tfm_cfg.use_scheduler))
 '''),
 ]
 
@@ -115,18 +118,21 @@ grid_labels = torch.arange(10, device=DEVICE).repeat(cfm_cfg.samples_per_digit) 
 digit_names = [str(d) for d in range(10)]
 
 
-def show_class_fm(epoch, model, cfg=cfm_cfg, name="class_fm"):
+def show_class_fm(epoch, model, cfg=cfm_cfg, name="class_fm", deliverable="B2.6-class-grid"):
     if epoch in figure_epochs(cfg):
         samples = class_fm_sample(model, grid_labels, (28, 28), cfg.num_ts, cfg.guidance, generator(7))
         show(digit_grid(samples, 10, col_labels=digit_names, title=f"{name}, epoch {epoch}, γ = {cfg.guidance:g}"),
-             f"{name}_epoch{epoch}")
+             f"{name}_epoch{epoch}", note(deliverable, key=f"epoch-{epoch}", epoch=epoch, guidance=cfg.guidance,
+                                          samples_per_digit=cfg.samples_per_digit, num_ts=cfg.num_ts, seed=SEED))
 
 
 torch.manual_seed(SEED)
 cfm_unet = ClassConditionalUNet(1, 10, cfm_cfg.num_hiddens, conditioning="fm").to(DEVICE)
 cfm_losses, cfm_steps = train(cfm_unet, lambda m, x, y, g: class_fm_forward(m, x, y, cfm_cfg.p_uncond, g),
                               cfm_cfg, show_class_fm)
-show(loss_curve(cfm_losses, cfm_steps, "class-conditioned flow matching"), "class_fm_loss")
+show(loss_curve(cfm_losses, cfm_steps, "class-conditioned flow matching"), "class_fm_loss",
+     note("B2.5-class-loss", epochs=cfm_cfg.epochs, batch_size=cfm_cfg.batch_size, lr=cfm_cfg.lr,
+          p_uncond=cfm_cfg.p_uncond, use_scheduler=cfm_cfg.use_scheduler))
 '''),
     Markdown(r"""
 ### What does guidance do?
@@ -138,7 +144,7 @@ scales = [0.0, 1.0, 5.0, 10.0]
 rows = [class_fm_sample(cfm_unet, torch.arange(10, device=DEVICE), (28, 28), cfm_cfg.num_ts, s, generator(8))
         for s in scales]
 show(digit_grid(torch.cat(rows), 10, [f"γ = {s:g}" for s in scales], digit_names, "classifier-free guidance"),
-     "class_fm_guidance")
+     "class_fm_guidance", note("B2.6-guidance", guidance=scales, seed=SEED))
 samples, frames = class_fm_sample(cfm_unet, grid_labels, (28, 28), cfm_cfg.num_ts, cfm_cfg.guidance, generator(7),
                                   return_trajectory=True)
 print("animation:", write_gif(frames, OUT / "class_fm_trajectory.gif", nrow=10))
@@ -170,9 +176,11 @@ ns_cfg = course_config("class-fm", **no_scheduler_changes)
 torch.manual_seed(SEED)
 ns_unet = ClassConditionalUNet(1, 10, ns_cfg.num_hiddens, conditioning="fm").to(DEVICE)
 ns_losses, ns_steps = train(ns_unet, lambda m, x, y, g: class_fm_forward(m, x, y, ns_cfg.p_uncond, g), ns_cfg,
-                            lambda epoch, model: show_class_fm(epoch, model, ns_cfg, "class_fm_no_scheduler"))
+                            lambda epoch, model: show_class_fm(epoch, model, ns_cfg, "class_fm_no_scheduler",
+                                                               "B2.6-no-scheduler-grid"))
 show(loss_curve(ns_losses, ns_steps, f"class-conditioned flow matching without scheduler, lr = {ns_cfg.lr:g}"),
-     "class_fm_no_scheduler_loss")
+     "class_fm_no_scheduler_loss", note("B2.6-no-scheduler-loss", epochs=ns_cfg.epochs, lr=ns_cfg.lr,
+                                        use_scheduler=ns_cfg.use_scheduler))
 '''),
     Reflection("no_scheduler", 3, r"""
 **Question.** What did you change to train without the scheduler, why does it compensate for the
