@@ -5,5 +5,5 @@ Keep imports of torch/diffusers inside the functions so that ``course --help`` s
 """
 
 # Order shown in ``course --help``.
-COMMANDS = ["demo", "embed", "train", "evaluate", "train_mini", "release", "grade", "similarity", "bundle",
+COMMANDS = ["demo", "embed", "train", "evaluate", "train_mini", "release", "grade", "similarity", "gallery", "bundle",
             "gradescope"]
