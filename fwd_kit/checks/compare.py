@@ -13,16 +13,20 @@ loops, where rounding accumulates and batched and separate UNet calls differ in 
 
 Every call of a student's code goes through :func:`call_student`, which also checks that the call left
 its tensor arguments unchanged (an in-place write costs the function that made it, not a later caller).
-:func:`assert_raises_value_error` checks the ``ValueError`` a docstring promises for bad input, and
-:func:`assert_follows_dtype` a run on float64 inputs (a hard-coded float32 or device shows there).
+:func:`assert_raises_value_error` checks the ``ValueError`` a docstring promises for bad input,
+:func:`assert_follows_dtype` a run on float64 inputs (a hard-coded float32 shows there) and
+:func:`assert_follows_device` a run with every input and the model on PyTorch's ``meta`` device (a
+hard-coded ``"cpu"`` shows there, on a CPU).
 
 Choices the course leaves open, which every check accepts (the grader's own list, kept here so that the
 checks and their messages agree with it):
 
 - clamping x̂0 to [-1, 1] in Part A (``estimate_x0`` or the loops): the checks also compare with the
   reference run with a clamped x̂0 (:data:`OPEN_CHOICES`);
-- which branch's predicted variance the anagram and hybrid loops add (the checks use a scheduler with a
-  fixed variance, so any choice gives the same result);
+- which predicted variance the anagram and hybrid loops add: the anagram check uses a scheduler with a
+  fixed variance, so any choice gives the same result; the hybrid check runs also with DeepFloyd's learned
+  variance and accepts the course's choice (the average of the two prompts' conditional variances) and
+  either prompt's conditional variance — not a variance guided like the noise (v_u + γ·(v_c − v_u));
 - the order of random draws in the losses (judged by the statistics of what the UNet was given), one
   batched UNet call or separate calls for CFG, loops or vectorised code, Python floats or 0-dim tensors
   for coefficients, ``nn.Sequential`` or explicit ``forward`` with the same ``state_dict`` names;
@@ -213,7 +217,8 @@ def assert_true(condition: bool, question: str, detail: str = "") -> None:
 
 OPEN_CHOICES = (
     "clamping x̂0 to [-1, 1] (Part A: in estimate_x0 or in the loops)",
-    "the predicted variance added by the anagram and hybrid loops (upright branch, average, either prompt)",
+    "the predicted variance added by the anagram loop (any branch's) and the hybrid loop (the average of the "
+    "two prompts' conditional variances, or either prompt's; not one guided like the noise)",
     "the order of random draws in the losses, judged by the statistics of what the UNet was given",
     "one batched UNet call or separate calls for classifier-free guidance",
     "loops or vectorised code, Python floats or 0-dim tensors for coefficients",
@@ -321,6 +326,70 @@ def assert_follows_dtype(run, expected: torch.Tensor, name: str, what: str = "it
         raise AssertionError(f"{question} On float64 inputs it raised {error_kind(err)}.") from None
     rtol, atol = tolerance(torch.float32, loose=loose)
     assert_close(actual, expected, question, name=result, rtol=rtol, atol=atol, context="On float64 inputs")
+
+
+DEVICE_FAULTS = (  # what PyTorch says when code mixes devices or copies data off the meta device (lower case)
+    "expected device", "same device", "two devices", "cannot copy out of meta tensor", "meta and cpu",
+    "cpu and meta",
+)
+
+
+def _tensor_devices(value, depth: int = 0) -> set[str]:
+    """The device types of every tensor in ``value`` (lists, tuples and dicts searched; a MetaTensor record
+    from the grader's wire counts as a tensor on ``meta``)."""
+    if depth > 6:
+        return set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_tensor_devices(v, depth + 1) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_tensor_devices(v, depth + 1) for v in value.values())) if value else set()
+    device = getattr(value, "device", None)
+    return {device.type} if isinstance(device, torch.device) and hasattr(value, "shape") else set()
+
+
+def _device_fault(err: BaseException) -> bool:
+    """Whether an exception says that tensors of two devices met, or that data was copied off the meta device
+    (a sandboxed student's exception carries its text as ``message``)."""
+    text = f"{getattr(err, 'message', '')} {err}".lower()
+    return any(fault in text for fault in DEVICE_FAULTS)
+
+
+def _runs_cleanly(run) -> bool:
+    try:
+        run()
+    except Exception:  # noqa: BLE001 - any failure: the course's function given these helpers cannot run here
+        return False
+    return True
+
+
+def assert_follows_device(run, name: str, what: str = "its inputs", kept: str = "", course=None) -> None:
+    """``run()`` calls the student's code with ``what`` (its input tensors, the model) on PyTorch's ``meta``
+    device (shapes without data); ``kept`` names what stays on the CPU, as in the notebook (alphas_cumprod, a
+    DDPM schedule). Code that follows the device of its inputs and model runs there and returns meta tensors;
+    code that hard-codes ``device="cpu"``, calls ``.cpu()`` or draws ``torch.randn(shape)`` without a device
+    mixes devices and raises — on a CPU, where every other check passes, as on a GPU. Other errors (an
+    operation that needs data, such as ``.item()``) are not the device's fault: the check then says nothing.
+    ``course``: the course's function run the same way (where the reference is installed, see
+    ``fixtures.course_call``). The fault is the function's own only when the course's runs cleanly: with the
+    course's helpers it always does; when the grader binds the student's helpers into the course's functions
+    (to find out whose mistake a failure is) and the course's function fails too, the fault lies in a helper,
+    whose own check says so, and this check passes. The student's own message is never shown, only the
+    exception's type."""
+    question = (f"Does {name} follow the device of {what}, with no hard-coded device='cpu', .cpu() or "
+                "torch.randn(...) without device= inside?")
+    setting = f"With {what} on another device (PyTorch's meta device{f'; {kept} left on the CPU' if kept else ''})"
+    fix = ("Follow the device of the inputs/model: create tensors with device=x.device (or torch.randn_like(x)) "
+           "and move what you make with .to(x.device).")
+    try:
+        result = run()
+    except Exception as err:  # noqa: BLE001 - sorted below; a stub never gets here (its check failed before)
+        if _device_fault(err) and (course is None or _runs_cleanly(course)):
+            raise AssertionError(f"{question} {setting}, it raised {error_kind(err)}: it mixed tensors of two "
+                                 f"devices or copied one to the CPU. {fix}") from None
+        return
+    devices = _tensor_devices(result)
+    assert_true(devices <= {"meta"}, question, f"{setting}, it returned a tensor on "
+                f"{', '.join(sorted(devices - {'meta'}))}. {fix}")
 
 
 def fit_coefficients(y: torch.Tensor, *bases: torch.Tensor) -> list[float]:

@@ -153,6 +153,34 @@ class CallbackLog(nn.Module):
         self.calls.append(dict(i=_as_int(i), t_prev=_as_int(t_prev), x=x))
 
 
+def on_meta(value):
+    """``value`` on PyTorch's meta device, for the device check (``compare.assert_follows_device``): a tensor
+    moved there (shape and dtype, no data), a module copied there (the original is left as it was)."""
+    if isinstance(value, nn.Module):
+        return copy.deepcopy(value).to("meta")
+    return value.detach().to("meta")
+
+
+def meta_runs(student, course, make):
+    """The device check's two runs (``compare.assert_follows_device``): ``make()`` gives (args, kwargs) with the
+    inputs and the model on the meta device; returns (the student's call, the course's call or None), each
+    on fresh copies."""
+    args, kwargs = make()
+    course_args, course_kwargs = make()
+    return (lambda: student(*args, **kwargs)), course_call(course, *course_args, **course_kwargs)
+
+
+def course_call(function, *args, **kwargs):
+    """The course's ``function`` (a ``fwd_kit.expected.reference`` stand-in) called on ``args`` as they are, as a
+    function of no arguments, for ``compare.assert_follows_device``; None where the reference is not installed
+    (the student kit). The real function runs, not a stored result: meta tensors have no values to store."""
+    from fwd_kit.expected import live
+
+    if not live():
+        return None
+    return lambda: function.target()(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def recording(module, calls):
     """Feed every call of ``module`` to ``calls.hook(module, args, kwargs)`` while inside; yields ``calls``."""

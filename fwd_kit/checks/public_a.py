@@ -11,8 +11,11 @@ raises ``AssertionError`` with a question when not; a stub's ``NotImplementedErr
 unchanged, and nothing reaches stderr. The tiny UNet draws noise, not pictures: these checks test the
 mechanics; the autograder's hidden checks test more.
 
-Loops start at ``i_start = 30`` of the usual 34-step list (3 UNet steps) to stay fast. The illusions'
-checks are in :mod:`autograder.public_a_illusions`.
+Loops start at ``i_start = 30`` of the usual 34-step list (3 UNet steps) to stay fast; the frames of
+``return_intermediates`` are checked on a run of 11–14 steps (12 at seed 0), so that the every-5th rule
+shows. Every function that draws noise or calls the UNet is run once more with every input tensor and the
+UNet on PyTorch's ``meta`` device (:func:`~fwd_kit.checks.compare.assert_follows_device`): a hard-coded
+``"cpu"`` fails there, on a CPU. The illusions' checks are in :mod:`autograder.public_a_illusions`.
 
 Every check takes a keyword ``seed``: 0 (the default) runs the inputs the notebooks show; another seed
 runs the same logic on other pictures, noise, embeddings and generator seeds, and on other timesteps, a
@@ -26,12 +29,14 @@ import torch
 
 from fwd_kit.checks.compare import (
     assert_close,
+    assert_follows_device,
     assert_follows_dtype,
     assert_raises_value_error,
     assert_true,
     call_student,
     close,
     describe,
+    error_kind,
     linear_form,
     passed,
     public_check,
@@ -44,6 +49,8 @@ from fwd_kit.checks.fixtures import (
     UNetCalls,
     derived_seed,
     generator,
+    meta_runs,
+    on_meta,
     parameter_rng,
     recording,
     tiny_scheduler,
@@ -58,6 +65,7 @@ ref_editing = reference("editing")
 I_START = 30  # loops run t = 90 → 60 → 30 → 0 of strided_timesteps()
 SCALE = 5.0  # guidance scale of the checks (not the default 7, to catch a hard-coded γ)
 LOOP_STEPS = 3  # UNet steps of every loop check, at every seed
+FRAME_STEPS = 12  # UNet steps of the frames check at seed 0 (frames before steps 0, 5 and 10); 11–14 otherwise
 HIDDEN_SCALES = (3.0, 4.0, 4.5, 5.5, 6.0, 8.0, 9.0)  # γ at seed ≠ 0: never 1 (unguided) nor the default 7
 HIDDEN_STRIDES = (20, 25, 33, 40, 45, 50, 60)  # strides of the loops' lists at seed ≠ 0 (990 = 33·30)
 
@@ -84,6 +92,17 @@ def loop_timesteps(name: str, seed: int) -> tuple[list[int], int]:
     stride = parameter_rng(f"{name}/timesteps", seed).choice(HIDDEN_STRIDES)
     timesteps = ref.strided_timesteps(start=999 // stride * stride, stride=stride)
     return timesteps, len(timesteps) - 1 - LOOP_STEPS
+
+
+def frames_setup(name: str, seed: int) -> tuple[list[int], int, torch.Tensor]:
+    """(timesteps, i_start, x_t) of the frames check: the loop check's strided list, started FRAME_STEPS steps
+    before its end at seed 0 (t = 360 → 0), 11–14 otherwise, so that the every-5th rule shows."""
+    timesteps, _ = loop_timesteps(name, seed)
+    steps = FRAME_STEPS if seed == 0 else parameter_rng(f"{name}/frames", seed).randint(11, 14)
+    i_start = len(timesteps) - 1 - steps
+    inp = inputs(seed)
+    xt = ref.forward(inp["x0"], timesteps[i_start], tiny_scheduler().alphas_cumprod, noise=inp["noise"])
+    return timesteps, i_start, xt
 
 
 @computed("clamped_x0")
@@ -159,8 +178,10 @@ def check_forward(forward, *, seed: int = 0) -> None:
     x0, noise = inp["x0"].double(), inp["noise"].double()
     assert_follows_dtype(lambda: call_student(forward, "forward", x0.clone(), t, alphas_cumprod, noise=noise.clone()),
                          ref.forward(x0, t, alphas_cumprod, noise=noise), "forward", "x0's", "x_t")
+    run, course = meta_runs(forward, ref.forward, lambda: ((on_meta(inp["x0"]), t, alphas_cumprod), {}))
+    assert_follows_device(run, "forward", "x0", kept="alphas_cumprod", course=course)
     passed("forward: x_t matches on given noise (float32 and float64); fresh noise looks like N(0, I) and follows "
-           "the generator")
+           "the generator and x0's device")
 
 
 @public_check
@@ -183,6 +204,9 @@ def check_estimate_x0(estimate_x0, *, seed: int = 0) -> None:
     accepted = expected if close(actual, expected) else expected.clamp(-1, 1)  # the choice made above
     assert_follows_dtype(lambda: call_student(estimate_x0, "estimate_x0", xt.clone(), eps.clone(), t, alphas_cumprod),
                          accepted, "estimate_x0", "x_t's", "x̂0")
+    run, course = meta_runs(estimate_x0, ref.estimate_x0,
+                            lambda: ((on_meta(xt), on_meta(eps), t, alphas_cumprod), {}))
+    assert_follows_device(run, "estimate_x0", "x_t and ε̂", kept="alphas_cumprod", course=course)
     passed(f"estimate_x0: x̂0 matches the reference at t = {timesteps[0]} and t = {timesteps[1]} (also in float64)")
 
 
@@ -205,6 +229,9 @@ def check_one_step_denoise(one_step_denoise, *, seed: int = 0) -> None:
                                  "computed from the last 3, which hold the predicted variance.")
         assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
                      "and return x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?", name="x̂0", context=f"At t={t}")
+    run, course = meta_runs(one_step_denoise, ref.one_step_denoise, lambda: (
+        (on_meta(tiny_unet()), on_meta(xt), t, on_meta(inp["cond"]), alphas_cumprod), {}))
+    assert_follows_device(run, "one_step_denoise", "its inputs and the UNet", kept="alphas_cumprod", course=course)
     passed(f"one_step_denoise: x̂0 matches the reference on a tiny UNet at t = {timesteps[0]} and t = {timesteps[1]}")
 
 
@@ -218,12 +245,7 @@ def check_strided_timesteps(strided_timesteps, *, seed: int = 0) -> None:
         cases = ({},) + tuple({"start": s * rng.randint(2, 999 // s), "stride": s} for s in strides)
     for kwargs in cases:
         expected = ref.strided_timesteps(**kwargs)
-        result = call_student(strided_timesteps, "strided_timesteps", **kwargs)
-        try:
-            actual = [int(t) for t in (result.tolist() if hasattr(result, "tolist") else result)]
-        except (TypeError, ValueError):
-            raise AssertionError(f"Does strided_timesteps return a list of integer timesteps? It returned a "
-                                 f"{describe(result)}.") from None
+        actual = timestep_list(call_student(strided_timesteps, "strided_timesteps", **kwargs))
         call = f"strided_timesteps({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         shown = actual if len(actual) <= 8 else actual[:3] + ["…"] + actual[-3:]
         assert_true(actual == expected, "Does strided_timesteps list start, start − stride, …, down to and including "
@@ -236,7 +258,28 @@ def check_strided_timesteps(strided_timesteps, *, seed: int = 0) -> None:
         start = stride * rng.randint(2, 10) + rng.randint(1, stride - 1)
     assert_raises_value_error(strided_timesteps, "strided_timesteps", f"strided_timesteps(start={start}, "
                               f"stride={stride})", "when start is not a multiple of stride", start=start, stride=stride)
-    passed("strided_timesteps: 990, 960, …, 30, 0 and other strides are right; a bad start raises ValueError")
+    stride = 30 if seed == 0 else parameter_rng("strided_timesteps/zero", seed).choice([5, 10, 20, 25, 40, 50])
+    call = f"strided_timesteps(start=0, stride={stride})"
+    question = "Does strided_timesteps accept start = 0 (a multiple of every stride) and return [0]?"
+    try:
+        actual = timestep_list(call_student(strided_timesteps, "strided_timesteps", start=0, stride=stride))
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - the docstring allows start = 0: any exception is wrong
+        raise AssertionError(f"{question} {call} raised {error_kind(err)}; the docstring allows any non-negative "
+                             "multiple of stride.") from None
+    assert_true(actual == [0], question, f"{call} returned {actual}.")
+    passed("strided_timesteps: 990, 960, …, 30, 0, other strides and start = 0 are right; a bad start raises "
+           "ValueError")
+
+
+def timestep_list(result) -> list[int]:
+    """What strided_timesteps returned, as a list of ints (a tensor or a list of ints or 0-dim tensors)."""
+    try:
+        return [int(t) for t in (result.tolist() if hasattr(result, "tolist") else result)]
+    except (TypeError, ValueError):
+        raise AssertionError(f"Does strided_timesteps return a list of integer timesteps? It returned a "
+                             f"{describe(result)}.") from None
 
 
 @public_check
@@ -264,6 +307,9 @@ def check_denoise_step_mean(denoise_step_mean, *, seed: int = 0) -> None:
                                               t_prev, alphas_cumprod),
                          ref.denoise_step_mean(xt, x0_hat, t, t_prev, alphas_cumprod), "denoise_step_mean", "x_t's",
                          "the mean")
+    run, course = meta_runs(denoise_step_mean, ref.denoise_step_mean,
+                            lambda: ((on_meta(xt), on_meta(x0_hat), t, t_prev, alphas_cumprod), {}))
+    assert_follows_device(run, "denoise_step_mean", "x_t and x̂0", kept="alphas_cumprod", course=course)
     for bad in ((t_prev, t), (t, t)):  # the docstring promises a ValueError unless t′ < t
         assert_raises_value_error(denoise_step_mean, "denoise_step_mean", f"denoise_step_mean(xt, x0_hat, t={bad[0]}, "
                                   f"t_prev={bad[1]}, alphas_cumprod)", "when t_prev is not smaller than t",
@@ -289,17 +335,28 @@ def loop_setup(name: str, seed: int = 0, fixed_variance: bool = False):
     return inp, timesteps, i_start, xt, tiny_unet(), lambda: tiny_scheduler(fixed_variance)
 
 
-def check_frames_and_callback(name: str, result, expected, xt, timesteps: list[int], i_start: int,
-                              log: CallbackLog) -> None:
-    """A loop run with ``return_intermediates=True`` and ``callback=log`` (the figure cells of 1.4): it returns
-    (image, [(t, x_t), …]) with a frame before every 5th step from i_start, and calls callback(i, t_prev, x_{t′})
-    after each update; the image is the one the loop gives without them (same generator)."""
-    assert_true(isinstance(result, (tuple, list)) and len(result) == 2, f"With return_intermediates=True, does "
-                f"{name} return a pair (image, frames)?", f"It returned a {describe(result)}.")
-    image, frames = result
-    assert_close(image, expected, f"With return_intermediates=True and a callback, does {name} return the same "
-                 "image as without them?", name="the image", loose=True)
-    steps = list(range(i_start, len(timesteps) - 1))
+def check_callback(name: str, log: CallbackLog, image, timesteps: list[int], steps, after: str = "the update") -> None:
+    """The calls a loop made to ``callback=log``: callback(i, t_prev, x_{t′}) once after each of ``steps`` (indices
+    into ``timesteps``), in order, with t_prev = timesteps[i + 1]; the last x is the image the loop returned."""
+    got, want = [(c["i"], c["t_prev"]) for c in log.calls], [(i, timesteps[i + 1]) for i in steps]
+    assert_true(got == want, f"Does {name} call callback(i, t_prev, x_t′) once after each update, with the index "
+                "i of the step and t_prev = timesteps[i + 1]?", f"It was called with (i, t_prev) = {got}, but "
+                f"should be {want}.")
+    assert_close(log.calls[-1]["x"], image, f"Does {name} give the callback the image x_t′ after {after}?",
+                 name="the image given to the last callback", loose=True)
+
+
+def check_with_callback(name: str, again, actual, log: CallbackLog, timesteps: list[int], steps,
+                        after: str = "the update") -> None:
+    """``again``: the loop run as ``actual`` was, with ``callback=log`` too: the same image, and the callback's
+    calls (:func:`check_callback`)."""
+    assert_close(again, actual, f"With a callback, does {name} return the same image as without one (same "
+                 "generator)?", name="the image", loose=True)
+    check_callback(name, log, again, timesteps, steps, after)
+
+
+def frame_times(name: str, frames, steps: list[int], timesteps: list[int]) -> list[int]:
+    """The frames' timesteps, which must be those of every 5th step from i_start."""
     wanted = [timesteps[i] for i in steps[::5]]
     try:
         seen = [int(t) for t, _ in frames]
@@ -307,15 +364,47 @@ def check_frames_and_callback(name: str, result, expected, xt, timesteps: list[i
         seen = None
     assert_true(seen == wanted, f"Does {name}(..., return_intermediates=True) list (t, x_t) for every 5th step "
                 "from i_start (steps 0, 5, 10, … of the loop), each taken before that step's update?",
-                f"The frames hold t = {seen}, but should hold t = {wanted}.")
+                f"Over {len(steps)} steps from t = {timesteps[steps[0]]}, the frames hold t = {seen}, but should hold "
+                f"t = {wanted}.")
+    return wanted
+
+
+def frames_of(name: str, result) -> tuple:
+    assert_true(isinstance(result, (tuple, list)) and len(result) == 2, f"With return_intermediates=True, does "
+                f"{name} return a pair (image, frames)?", f"It returned a {describe(result)}.")
+    return result
+
+
+def check_frames_and_callback(name: str, result, expected, xt, timesteps: list[int], i_start: int,
+                              log: CallbackLog) -> None:
+    """A loop run with ``return_intermediates=True`` and ``callback=log`` (the figure cells of 1.4): it returns
+    (image, [(t, x_t), …]) with a frame before every 5th step from i_start, and calls callback(i, t_prev, x_{t′})
+    after each update; the image is the one the loop gives without them (same generator)."""
+    image, frames = frames_of(name, result)
+    assert_close(image, expected, f"With return_intermediates=True and a callback, does {name} return the same "
+                 "image as without them?", name="the image", loose=True)
+    steps = list(range(i_start, len(timesteps) - 1))
+    frame_times(name, frames, steps, timesteps)
     assert_close(frames[0][1], xt, f"Is each frame (t, x_t) of {name} the image at t, before that step's update "
                  "(the first frame is the input x_t)?", name="the first frame", loose=True)
-    got, want = [(c["i"], c["t_prev"]) for c in log.calls], [(i, timesteps[i + 1]) for i in steps]
-    assert_true(got == want, f"Does {name} call callback(i, t_prev, x_t′) once after each update, with the index "
-                "i of the step and t_prev = timesteps[i + 1]?", f"It was called with (i, t_prev) = {got}, but "
-                f"should be {want}.")
-    assert_close(log.calls[-1]["x"], image, f"Does {name} give the callback the image after the update (x_t′)?",
-                 name="the image given to the last callback", loose=True)
+    check_callback(name, log, image, timesteps, steps)
+
+
+def check_frames_over_steps(name: str, run, timesteps: list[int], i_start: int, xt) -> None:
+    """``run(log)``: the loop from x_t at timesteps[i_start] over 11–14 steps with ``return_intermediates=True``
+    and ``callback=log``. Its frames are at every 5th step (more than one frame, so a rule of every 4th or 6th
+    shows), the first is x_t and each later one the image the step before gave the callback."""
+    log = CallbackLog()
+    image, frames = frames_of(name, run(log))
+    steps = list(range(i_start, len(timesteps) - 1))
+    wanted = frame_times(name, frames, steps, timesteps)
+    check_callback(name, log, image, timesteps, steps)
+    question = (f"Is each frame (t, x_t) of {name} the image at t, before that step's update (the first frame is the "
+                "input x_t)?")
+    assert_close(frames[0][1], xt, question, name="the first frame", loose=True)
+    for k in range(1, len(frames)):
+        assert_close(frames[k][1], log.calls[5 * k - 1]["x"], question, name=f"the frame at t={wanted[k]}",
+                     context="Compared with the image the step before gave the callback", loose=True)
 
 
 @public_check
@@ -339,7 +428,15 @@ def check_iterative_denoise(iterative_denoise, *, seed: int = 0) -> None:
                           inp["cond"].clone(), list(timesteps), generator=generator(generator_seed), callback=log,
                           return_intermediates=True)
     check_frames_and_callback("iterative_denoise", result, actual, xt, timesteps, i_start, log)
-    passed("iterative_denoise: 3 strided steps match the reference on a tiny UNet; frames and callback are right")
+    many, i_many, x_many = frames_setup("iterative_denoise", seed)
+    check_frames_over_steps("iterative_denoise", lambda log: call_student(
+        iterative_denoise, "iterative_denoise", tiny_unet(), scheduler(), x_many.clone(), i_many, inp["cond"].clone(),
+        list(many), generator=generator(generator_seed), callback=log, return_intermediates=True), many, i_many, x_many)
+    run, course = meta_runs(iterative_denoise, ref.iterative_denoise, lambda: (
+        (on_meta(tiny_unet()), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), list(timesteps)), {}))
+    assert_follows_device(run, "iterative_denoise", "its inputs and the UNet", course=course)
+    passed(f"iterative_denoise: 3 strided steps match the reference on a tiny UNet; the frames (every 5th of "
+           f"{len(many) - 1 - i_many} steps) and the callback are right; it follows the UNet's device")
 
 
 @public_check
@@ -367,6 +464,9 @@ def check_cfg_noise(cfg_noise, *, seed: int = 0) -> None:
                              "Yours is the unconditional branch's.")
     assert_close(variance, expected_var, "Does cfg_noise return the predicted variance (the UNet's last 3 "
                  "channels) of the conditional branch?", name="the variance")
+    run, course = meta_runs(cfg_noise, ref.cfg_noise, lambda: (
+        (on_meta(tiny_unet()), on_meta(xt), t, on_meta(inp["cond"]), on_meta(inp["uncond"])), {"scale": scale}))
+    assert_follows_device(run, "cfg_noise", "its inputs and the UNet", course=course)
     passed("cfg_noise: the guided estimate and the conditional variance match the reference")
 
 
@@ -402,7 +502,17 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
                           i_start, inp["cond"].clone(), inp["uncond"].clone(), list(timesteps), scale=scale,
                           generator=generator(generator_seed), callback=log, return_intermediates=True)
     check_frames_and_callback("iterative_denoise_cfg", result, actual, xt, timesteps, i_start, log)
-    passed("iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet; frames and callback are right")
+    many, i_many, x_many = frames_setup("iterative_denoise_cfg", seed)
+    check_frames_over_steps("iterative_denoise_cfg", lambda log: call_student(
+        iterative_denoise_cfg, "iterative_denoise_cfg", tiny_unet(), scheduler(), x_many.clone(), i_many,
+        inp["cond"].clone(), inp["uncond"].clone(), list(many), scale=scale, generator=generator(generator_seed),
+        callback=log, return_intermediates=True), many, i_many, x_many)
+    run, course = meta_runs(iterative_denoise_cfg, ref.iterative_denoise_cfg, lambda: (
+        (on_meta(tiny_unet()), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
+         list(timesteps)), {"scale": scale}))
+    assert_follows_device(run, "iterative_denoise_cfg", "its inputs and the UNet", course=course)
+    passed(f"iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet; the frames (every 5th of "
+           f"{len(many) - 1 - i_many} steps) and the callback are right; it follows the UNet's device")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,7 +541,11 @@ def check_sdedit(sdedit, *, seed: int = 0) -> None:
     check_loop("sdedit", calls, actual, expected, timesteps[i_start:-1],
                "Does sdedit continue with iterative_denoise_cfg from i_start, with the same prompts, scale and "
                "generator?", accepted=accepted)
-    passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet")
+    run, course = meta_runs(sdedit, ref_editing.sdedit, lambda: (
+        (on_meta(tiny_unet()), scheduler(), on_meta(inp["x0"]), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
+         list(timesteps)), {"scale": scale}))
+    assert_follows_device(run, "sdedit", "its inputs and the UNet", course=course)
+    passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet; it follows the UNet's device")
 
 
 def inpaint_mask(seed: int) -> torch.Tensor:
@@ -472,4 +586,15 @@ def check_inpaint(inpaint, *, seed: int = 0) -> None:
                "Does inpaint start from the generator's noise, and after each guided update x_t → x_{t′} replace "
                "the kept pixels by forward(x_orig, t′, generator=generator) (update noise first, then forward's)?",
                accepted=accepted)
-    passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet")
+    log = CallbackLog()
+    again = call_student(inpaint, "inpaint", tiny_unet(), scheduler(), inp["x0"].clone(), mask.clone(),
+                         inp["cond"].clone(), inp["uncond"].clone(), list(timesteps), scale=scale,
+                         generator=generator(generator_seed), callback=log)
+    check_with_callback("inpaint", again, actual, log, timesteps, range(len(timesteps) - 1),
+                        after="the whole step (the update, then the kept pixels)")
+    run, course = meta_runs(inpaint, ref_editing.inpaint, lambda: (
+        (on_meta(tiny_unet()), scheduler(), on_meta(inp["x0"]), on_meta(mask), on_meta(inp["cond"]),
+         on_meta(inp["uncond"]), list(timesteps)), {"scale": scale}))
+    assert_follows_device(run, "inpaint", "its inputs and the UNet", course=course)
+    passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet; the callback is "
+           "right; it follows the UNet's device")

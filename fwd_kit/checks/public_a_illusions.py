@@ -3,30 +3,39 @@
 Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_start`` indexes the
 strided list. Same fixtures and rules as :mod:`autograder.public_a`. The anagram and hybrid checks use
 a scheduler with a fixed variance (``fixed_large_log``), so whichever branch's predicted variance a
-student adds — the course leaves it open — gives the same result. With a ``seed`` ≠ 0 the checks run
-on other batches, pictures, embeddings, generator seeds, strided lists, guidance scales and filters.
+student adds — the course leaves it open — gives the same result. The hybrid check then runs once more
+with DeepFloyd's learned variance, where it accepts the variances the course documents as open (the
+average of the two prompts' conditional variances, or either prompt's) and names one guided like the
+noise. Both loops are checked with a callback, and once with every input and the UNet on PyTorch's
+``meta`` device (a hard-coded device fails there). With a ``seed`` ≠ 0 the checks run on other batches,
+pictures, embeddings, generator seeds, strided lists, guidance scales and filters.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fwd_kit.checks.compare import assert_close, call_student, close, passed, public_check
+from fwd_kit.checks.compare import assert_close, assert_follows_device, call_student, close, passed, public_check
 from fwd_kit.checks.fixtures import (
     IDENTITY,
     ROLL_VIEW,
     TRANSPOSE_VIEW,
+    CallbackLog,
     UNetCalls,
     derived_seed,
     generator,
+    meta_runs,
+    on_meta,
     parameter_rng,
     recording,
+    tiny_scheduler,
     tiny_unet,
 )
-from fwd_kit.checks.public_a import check_loop, clamped_alternative, guidance_scale, loop_setup
-from fwd_kit.expected import alternatives_wanted, reference
+from fwd_kit.checks.public_a import check_loop, check_with_callback, clamped_alternative, guidance_scale, loop_setup
+from fwd_kit.expected import alternatives_wanted, computed, reference
 
 ref_illusions = reference("illusions")  # the instructors' reference: live where installed, else stored values
+ref_denoise = reference("denoise")
 
 
 def _view_candidates(x: torch.Tensor) -> dict:
@@ -102,6 +111,7 @@ def check_visual_anagram(visual_anagram, *, seed: int = 0) -> None:
         return ref_illusions.visual_anagram(reference_unet, scheduler(), xt, i_start, first, second, uncond,
                                             timesteps, view=view, scale=scale, generator=generator(generator_seed))
 
+    with_transpose = None  # the result with TRANSPOSE_VIEW, to compare the run with a callback with
     for view_name, view in (("a transpose view", TRANSPOSE_VIEW), ("a horizontal-roll view", ROLL_VIEW)):
         with recording(unet, UNetCalls()) as calls:
             actual = call_student(visual_anagram, "visual_anagram", unet, scheduler(), xt.clone(), i_start, p1.clone(),
@@ -124,7 +134,18 @@ def check_visual_anagram(visual_anagram, *, seed: int = 0) -> None:
                    f"Does each step average the upright CFG estimate (prompt 1) with inverse(CFG estimate of view(x_t) "
                    f"with prompt 2), then take the strided update with the generator? (checked with {view_name})",
                    hypotheses, accepted)
-    passed("visual_anagram: 3 steps match the reference with a transpose view and a horizontal-roll view")
+        with_transpose = actual if view is TRANSPOSE_VIEW else with_transpose
+    log = CallbackLog()
+    again = call_student(visual_anagram, "visual_anagram", tiny_unet(), scheduler(), xt.clone(), i_start, p1.clone(),
+                         p2.clone(), uncond.clone(), list(timesteps), view=TRANSPOSE_VIEW, scale=scale,
+                         generator=generator(generator_seed), callback=log)
+    check_with_callback("visual_anagram", again, with_transpose, log, timesteps, range(i_start, len(timesteps) - 1))
+    run, course = meta_runs(visual_anagram, ref_illusions.visual_anagram, lambda: (
+        (on_meta(tiny_unet()), scheduler(), on_meta(xt), i_start, on_meta(p1), on_meta(p2), on_meta(uncond),
+         list(timesteps)), {"view": TRANSPOSE_VIEW, "scale": scale}))
+    assert_follows_device(run, "visual_anagram", "its inputs and the UNet", course=course)
+    passed("visual_anagram: 3 steps match the reference with a transpose view and a horizontal-roll view; the "
+           "callback is right; it follows the UNet's device")
 
 
 def filter_case(name: str, seed: int) -> tuple[torch.Tensor, dict]:
@@ -176,9 +197,85 @@ def check_highpass(highpass, *, seed: int = 0) -> None:
                                   ref_illusions.lowpass(x, **kw))], seed)
 
 
+HYBRID_VARIANCES = {  # (prompts' variance, guided like the noise) → its name in messages
+    ("average", False): "the average of the two prompts' conditional variances (the course's choice)",
+    ("low", False): "prompt_embeds_low's conditional variance",
+    ("high", False): "prompt_embeds_high's conditional variance",
+    ("average", True): "the average of the two variances guided like the noise, v_u + γ·(v_c − v_u)",
+    ("low", True): "prompt_embeds_low's variance guided like the noise, v_u + γ·(v_c − v_u)",
+    ("high", True): "prompt_embeds_high's variance guided like the noise, v_u + γ·(v_c − v_u)",
+}
+
+
+@computed("hybrid_variance")
+def with_hybrid_variance(loop, predict_noise, estimate_x0, which: str, guided: bool, clamp: bool, args: tuple,
+                         kwargs: dict):
+    """``loop(*args, **kwargs)`` of the reference ``make_hybrids`` (which adds the average of the two prompts'
+    conditional variances) with another predicted variance (:data:`HYBRID_VARIANCES`): ``which`` prompt's
+    ("average", "low" or "high"), ``guided`` like the noise, v_u + γ·(v_c − v_u) (a mistake); ``clamp``: x̂0
+    clamped to [-1, 1] as well (a choice the course leaves open)."""
+    namespace, denoise_namespace, scale = loop.__globals__, estimate_x0.__globals__, kwargs["scale"]
+
+    def with_variance(*a, **k):  # the UNet's estimates of the batch (uncond, low, high), variances replaced
+        eps, variance = predict_noise(*a, **k)
+        v_u, v_low, v_high = variance.chunk(3)
+        if guided:
+            v_low, v_high = v_u + scale * (v_low - v_u), v_u + scale * (v_high - v_u)
+        if which != "average":  # the loop averages the last two chunks: make both the chosen one
+            v_low = v_high = v_low if which == "low" else v_high
+        return eps, torch.cat([v_u, v_low, v_high])
+
+    def clamped(*a, **k):
+        return estimate_x0(*a, **k).clamp(-1, 1)
+
+    namespace["predict_noise"] = with_variance
+    if clamp:
+        denoise_namespace["estimate_x0"] = clamped
+    try:
+        return loop(*args, **kwargs)
+    finally:
+        namespace["predict_noise"] = predict_noise
+        denoise_namespace["estimate_x0"] = estimate_x0
+
+
+def check_hybrid_variance(make_hybrids, inputs: tuple, filters: dict, scale: float, generator_seed: int) -> None:
+    """make_hybrids with DeepFloyd's learned-range scheduler, where the variance added matters: the course's
+    average, either prompt's conditional variance (each also with x̂0 clamped) pass; a guided one is named."""
+    xt, i_start, low, high, uncond, timesteps = inputs
+    reference_unet = tiny_unet()
+
+    def run(which="average", guided=False, clamp=False):
+        args = (reference_unet, tiny_scheduler(), xt, i_start, low, high, uncond, timesteps)
+        kwargs = dict(scale=scale, generator=generator(generator_seed), **filters)
+        if (which, guided, clamp) == ("average", False, False):
+            return ref_illusions.make_hybrids(*args, **kwargs)
+        return with_hybrid_variance(ref_illusions.make_hybrids, ref_illusions.predict_noise, ref_denoise.estimate_x0,
+                                    which, guided, clamp, args, kwargs)
+
+    actual = call_student(make_hybrids, "make_hybrids", tiny_unet(), tiny_scheduler(), xt.clone(), i_start,
+                          low.clone(), high.clone(), uncond.clone(), list(timesteps), scale=scale,
+                          generator=generator(generator_seed), **filters)
+    expected = run()
+    question = ("With DeepFloyd's learned variance, does make_hybrids add a predicted variance of the UNet: the "
+                "average of the two prompts' conditional variances (the course's choice) or either prompt's?")
+    if alternatives_wanted(close(actual, expected, loose=True)):
+        accepted = [run(which, False, clamp) for which in ("average", "low", "high") for clamp in (False, True)
+                    if (which, clamp) != ("average", False)]
+        guided = {which: run(which, True) for which in ("average", "low", "high")}
+        if close(actual, expected, loose=True) or any(close(actual, a, loose=True) for a in accepted):
+            return
+        for which, alternative in guided.items():
+            if close(actual, alternative, loose=True):
+                raise AssertionError(f"{question} Your result matches {HYBRID_VARIANCES[which, True]}: guide the "
+                                     "noise estimates, not the variances.")
+    assert_close(actual, expected, question, name="the image make_hybrids returned", loose=True,
+                 context="With the scheduler's learned-range variance")
+
+
 @public_check
 def check_make_hybrids(make_hybrids, *, seed: int = 0) -> None:
-    """Three hybrid steps (kernel 33, σ 2 at seed 0; other filters otherwise) with the fixed-variance scheduler."""
+    """Three hybrid steps (kernel 33, σ 2 at seed 0; other filters otherwise) with the fixed-variance scheduler,
+    again with a callback, then with the learned variance (:func:`check_hybrid_variance`) and on meta tensors."""
     inp, timesteps, i_start, xt, unet, scheduler = loop_setup("make_hybrids", seed, fixed_variance=True)
     low, high, uncond = inp["cond"], inp["cond2"], inp["uncond"]
     scale, generator_seed, reference_unet = guidance_scale("make_hybrids", seed), derived_seed(seed), tiny_unet()
@@ -208,4 +305,15 @@ def check_make_hybrids(make_hybrids, *, seed: int = 0) -> None:
     check_loop("make_hybrids", calls, actual, expected, timesteps[i_start:-1],
                "Does each step combine lowpass(CFG estimate of the low prompt) + highpass(CFG estimate of the high "
                "prompt), then take the strided update with the generator?", hypotheses, accepted)
-    passed("make_hybrids: 3 steps match the reference on a tiny UNet")
+    log = CallbackLog()
+    again = call_student(make_hybrids, "make_hybrids", tiny_unet(), scheduler(), xt.clone(), i_start, low.clone(),
+                         high.clone(), uncond.clone(), list(timesteps), scale=scale,
+                         generator=generator(generator_seed), callback=log, **filters)
+    check_with_callback("make_hybrids", again, actual, log, timesteps, range(i_start, len(timesteps) - 1))
+    check_hybrid_variance(make_hybrids, (xt, i_start, low, high, uncond, timesteps), filters, scale, generator_seed)
+    run, course = meta_runs(make_hybrids, ref_illusions.make_hybrids, lambda: (
+        (on_meta(tiny_unet()), tiny_scheduler(), on_meta(xt), i_start, on_meta(low), on_meta(high), on_meta(uncond),
+         list(timesteps)), {"scale": scale, **filters}))
+    assert_follows_device(run, "make_hybrids", "its inputs and the UNet", course=course)
+    passed("make_hybrids: 3 steps match the reference on a tiny UNet, with a fixed and with the learned variance; "
+           "the callback is right; it follows the UNet's device")

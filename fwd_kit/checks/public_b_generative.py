@@ -4,7 +4,9 @@ Time conventions — opposite to each other: flow matching t = 0 is noise, t = 1
 clean, t = T the noisiest, and the UNet is fed t/T. Same rules as :mod:`autograder.public_b`: losses run
 on a recording :class:`~autograder.fixtures.Probe` and are judged by what it was given (any order of
 random draws passes); samplers run a small stand-in network (random BatchNorm statistics, left in train
-mode) and must give the reference's samples for the same generator. With a ``seed`` ≠ 0 every check
+mode) and must give the reference's samples for the same generator; each sampler and ``ddpm_step`` also runs
+once with the network, the labels and x on PyTorch's ``meta`` device, no generator and the schedule on the CPU
+(its entries are read as numbers), where a hard-coded ``"cpu"`` fails. With a ``seed`` ≠ 0 every check
 runs on other digits, noise, times, classes, p_uncond, schedules, step counts, guidance scales and
 generator seeds (the samplers' small UNet stays the same).
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from fwd_kit.checks.compare import (
     assert_close,
+    assert_follows_device,
     assert_follows_dtype,
     assert_true,
     call_student,
@@ -39,6 +42,8 @@ from fwd_kit.checks.fixtures import (
     derived_seed,
     digits,
     generator,
+    meta_runs,
+    on_meta,
     parameter_rng,
     recording,
 )
@@ -270,8 +275,11 @@ def check_time_fm_sample(time_fm_sample, *, seed: int = 0) -> None:
     check_trajectory("time_fm_sample", lambda: call_student(
         time_fm_sample, "time_fm_sample", unet64, n, img_wh=(28, 28), num_ts=num_ts,
         generator=generator(generator_seed), return_trajectory=True), expected)
+    run, course = meta_runs(time_fm_sample, ref_fm.time_fm_sample, lambda: (
+        (on_meta(sampler_unet("time")), n), {"img_wh": (28, 28), "num_ts": num_ts}))
+    assert_follows_device(run, "time_fm_sample", "the UNet", course=course)
     passed(f"time_fm_sample: {num_ts} Euler steps match the reference on a small UNet (float32 and float64, "
-           "with the trajectory)")
+           "with the trajectory); it follows the UNet's device")
 
 
 @public_check
@@ -300,8 +308,12 @@ def check_class_fm_sample(class_fm_sample, *, seed: int = 0) -> None:
     check_trajectory("class_fm_sample", lambda: call_student(
         class_fm_sample, "class_fm_sample", unet64, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
         guidance_scale=scale, generator=generator(generator_seed), return_trajectory=True), expected)
+    run, course = meta_runs(class_fm_sample, ref_fm.class_fm_sample, lambda: (
+        (on_meta(sampler_unet("class")), on_meta(labels)), {"img_wh": (28, 28), "num_ts": num_ts,
+                                                            "guidance_scale": scale}))
+    assert_follows_device(run, "class_fm_sample", "the UNet and the labels", course=course)
     passed(f"class_fm_sample: {num_ts} guided Euler steps match the reference on a small UNet (float32 and float64, "
-           "with the trajectory)")
+           "with the trajectory); it follows the UNet's device")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -462,7 +474,11 @@ def check_ddpm_step(ddpm_step, *, seed: int = 0) -> None:
     x64, e64, z64 = xt.double(), eps_hat.double(), z.double()
     assert_follows_dtype(lambda: call_student(ddpm_step, "ddpm_step", s, t, x64.clone(), e64.clone(), z64.clone()),
                          ref_ddpm.ddpm_step(s, t, x64, e64, z64), "ddpm_step", "x_t's", "x_{t−1}")
-    passed(f"ddpm_step: x_(t−1) matches at t = {num_ts}, {num_ts // 2} and 1 (float32 and float64)")
+    run, course = meta_runs(ddpm_step, ref_ddpm.ddpm_step,
+                            lambda: ((s, t, on_meta(xt), on_meta(eps_hat), on_meta(z)), {}))
+    assert_follows_device(run, "ddpm_step", "x_t, ε̂ and z", kept="the schedule", course=course)
+    passed(f"ddpm_step: x_(t−1) matches at t = {num_ts}, {num_ts // 2} and 1 (float32 and float64); it follows x_t's "
+           "device")
 
 
 @public_check
@@ -485,8 +501,11 @@ def check_ddpm_sample(ddpm_sample, *, seed: int = 0) -> None:
     check_trajectory("ddpm_sample", lambda: call_student(
         ddpm_sample, "ddpm_sample", unet64, schedule, n, img_wh=(28, 28), num_ts=num_ts,
         generator=generator(generator_seed), return_trajectory=True), expected)
+    run, course = meta_runs(ddpm_sample, ref_ddpm.ddpm_sample, lambda: (
+        (on_meta(sampler_unet("time")), schedule, n), {"img_wh": (28, 28), "num_ts": num_ts}))
+    assert_follows_device(run, "ddpm_sample", "the UNet", kept="the schedule", course=course)
     passed(f"ddpm_sample: {num_ts} ancestral steps match the reference on a small UNet (float32 and float64, with "
-           "the trajectory)")
+           "the trajectory); it follows the UNet's device")
 
 
 @public_check
@@ -517,5 +536,9 @@ def check_class_ddpm_sample(class_ddpm_sample, *, seed: int = 0) -> None:
     check_trajectory("class_ddpm_sample", lambda: call_student(
         class_ddpm_sample, "class_ddpm_sample", unet64, schedule, labels.clone(), img_wh=(28, 28), num_ts=num_ts,
         guidance_scale=scale, generator=generator(generator_seed), return_trajectory=True), expected)
+    run, course = meta_runs(class_ddpm_sample, ref_ddpm.class_ddpm_sample, lambda: (
+        (on_meta(sampler_unet("class")), schedule, on_meta(labels)), {"img_wh": (28, 28), "num_ts": num_ts,
+                                                                      "guidance_scale": scale}))
+    assert_follows_device(run, "class_ddpm_sample", "the UNet and the labels", kept="the schedule", course=course)
     passed(f"class_ddpm_sample: {num_ts} guided ancestral steps match the reference on a small UNet (float32 and "
-           "float64, with the trajectory)")
+           "float64, with the trajectory); it follows the UNet's device")

@@ -39,7 +39,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch._dynamo  # noqa: F401 - see below
 import torch.nn as nn
+
+# torch._dynamo: PyTorch imports it on the first operation on a meta tensor (the device check) and importing it
+# sets function defaults, which the student's process refuses once it is hardened; that process imports this
+# module before it is hardened (the zygote too, before it forks one), so the import happens here. Part A's
+# processes import it anyway, with diffusers.
 
 TRUSTED_FUNCTION_PREFIXES = ("fwd_kit.", "torch.")  # functions that may be named in a request
 MODULE_CLASSES = {  # module classes a request may ask the student process to build
@@ -209,7 +215,7 @@ class Decoder:
         elif kind == "tensor":
             t = self.tensor(body)
             if node.get("grad") and t.is_floating_point():
-                t = t.clone().requires_grad_(True)
+                t = t.detach().requires_grad_(True).clone()  # not a leaf: as in the caller, in-place ops work
             return t
         elif kind == "meta" and isinstance(body, list) and all(type(n) is int and n >= 0 for n in body):
             shape, dtype = tuple(body), dtype_from_name(node.get("dtype"))
