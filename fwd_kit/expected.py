@@ -150,7 +150,8 @@ def fingerprint(value, depth: int = 0):
     if isinstance(value, nn.Module):
         return ["M", type(value).__name__, [fingerprint(t, depth + 1) for t in value.state_dict().values()]]
     if hasattr(value, "config") and type(value).__module__.startswith("diffusers.schedulers"):
-        return ["C", type(value).__name__, len(value.alphas_cumprod)]
+        # the variance type tells DeepFloyd's learned-range scheduler from the fixed-variance one of the checks
+        return ["C", type(value).__name__, len(value.alphas_cumprod), str(value.config.get("variance_type"))]
     if isinstance(value, functools.partial):
         return ["P", getattr(value.func, "__name__", repr(value.func)), fingerprint(list(value.args), depth + 1),
                 fingerprint(dict(value.keywords), depth + 1)]
