@@ -204,7 +204,7 @@ import math
 def forward(x0, t, alphas_cumprod, noise=None, generator=None):
     """x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε, one image at a time."""
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     alpha_bar = float(alphas_cumprod[t])
     images = []
     for image, eps in zip(x0, noise):
@@ -286,7 +286,7 @@ def iterative_denoise_cfg(unet, scheduler, xt, i_start, prompt_embeds, uncond_pr
 def sdedit(unet, scheduler, x_orig, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0,
            generator=None):
     alpha_bar = scheduler.alphas_cumprod[timesteps[i_start]].to(x_orig.dtype)
-    eps = torch.randn(x_orig.shape, generator=generator, dtype=x_orig.dtype)
+    eps = torch.randn(x_orig.shape, generator=generator, device=x_orig.device, dtype=x_orig.dtype)
     xt = alpha_bar.sqrt() * x_orig + (1 - alpha_bar).sqrt() * eps
     return iterative_denoise_cfg(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps,
                                  scale, generator)
@@ -296,7 +296,7 @@ def inpaint(unet, scheduler, x_orig, mask, prompt_embeds, uncond_prompt_embeds, 
             generator=None, xt=None, callback=None):
     set_strided_timesteps(scheduler, timesteps)
     if xt is None:
-        xt = torch.randn(x_orig.shape, generator=generator, dtype=x_orig.dtype)
+        xt = torch.randn(x_orig.shape, generator=generator, device=x_orig.device, dtype=x_orig.dtype)
     keep = mask == 0
     for i, (t, t_prev) in enumerate(zip(timesteps[:-1], timesteps[1:])):
         eps, variance = cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
@@ -584,13 +584,13 @@ def time_fm_forward(unet, x1, generator=None):
     Rewrite("time_fm_sample", "unet.eval() and the step size as a factor", '''
 def time_fm_sample(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None, return_trajectory=False):
     unet.eval()
-    dtype = next(unet.parameters()).dtype
-    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, device=device, dtype=dtype)
     trajectory = [x]
     dt = 1.0 / num_ts
     with torch.no_grad():
         for i in range(num_ts):
-            x = x + dt * unet(x, torch.full((num_samples,), i * dt, dtype=dtype))
+            x = x + dt * unet(x, torch.full((num_samples,), i * dt, device=device, dtype=dtype))
             trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
 '''),
@@ -607,14 +607,14 @@ def class_fm_forward(unet, x1, labels, p_uncond=0.1, generator=None):
     Rewrite("class_fm_sample", "two UNet calls per step and torch.lerp", '''
 def class_fm_sample(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
                     return_trajectory=False):
-    dtype = next(unet.parameters()).dtype
-    c = F.one_hot(torch.as_tensor(labels), 10).to(dtype)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    c = F.one_hot(torch.as_tensor(labels), 10).to(device, dtype)
     n = c.shape[0]
-    x = torch.randn((n, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+    x = torch.randn((n, 1, img_wh[1], img_wh[0]), generator=generator, device=device, dtype=dtype)
     trajectory = [x]
     with eval_mode(unet), torch.no_grad():
         for i in range(num_ts):
-            t = torch.full((n,), i / num_ts, dtype=dtype)
+            t = torch.full((n,), i / num_ts, device=device, dtype=dtype)
             u_cond = unet(x, c, t)
             u_uncond = unet(x, torch.zeros_like(c), t)
             x = x + torch.lerp(u_uncond, u_cond, guidance_scale) / num_ts
@@ -650,14 +650,14 @@ def ddpm_step(s, t, xt, eps_hat, z):
 def ddpm_sample(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None, return_trajectory=False):
     s = _schedule64(schedule, num_ts)
     unet.eval()
-    dtype = next(unet.parameters()).dtype
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
     shape = (num_samples, 1, img_wh[1], img_wh[0])
-    x = torch.randn(shape, generator=generator, dtype=dtype)
+    x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     trajectory = [x]
     with torch.no_grad():
         for t in reversed(range(1, num_ts + 1)):
-            eps_hat = unet(x, torch.full((num_samples,), t / num_ts, dtype=dtype))
-            z = torch.randn(shape, generator=generator, dtype=dtype) if t > 1 else None
+            eps_hat = unet(x, torch.full((num_samples,), t / num_ts, device=device, dtype=dtype))
+            z = torch.randn(shape, generator=generator, device=device, dtype=dtype) if t > 1 else None
             x = ddpm_step(s, t, x, eps_hat, z)
             trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
@@ -677,16 +677,16 @@ def class_ddpm_forward(unet, schedule, x0, labels, p_uncond=0.1, num_ts=300, gen
 def class_ddpm_sample(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
                       return_trajectory=False):
     s = _schedule64(schedule, num_ts)
-    dtype = next(unet.parameters()).dtype
-    c = F.one_hot(torch.as_tensor(labels), 10).to(dtype)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    c = F.one_hot(torch.as_tensor(labels), 10).to(device, dtype)
     n = c.shape[0]
     shape = (n, 1, img_wh[1], img_wh[0])
-    x = torch.randn(shape, generator=generator, dtype=dtype)
+    x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     trajectory = [x]
     with eval_mode(unet), torch.no_grad():
         for t in range(num_ts, 0, -1):
-            z = torch.randn(shape, generator=generator, dtype=dtype) if t > 1 else None
-            t_in = torch.full((n,), t / num_ts, dtype=dtype)
+            z = torch.randn(shape, generator=generator, device=device, dtype=dtype) if t > 1 else None
+            t_in = torch.full((n,), t / num_ts, device=device, dtype=dtype)
             eps_cond, eps_uncond = unet(x, c, t_in), unet(x, torch.zeros_like(c), t_in)
             x = ddpm_step(s, t, x, eps_uncond + guidance_scale * (eps_cond - eps_uncond), z)
             trajectory.append(x)

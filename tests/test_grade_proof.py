@@ -8,9 +8,10 @@
    it (``submission_kit.CALLS``) is graded again with the course's helpers, keeps its points and names
    the helper to look at (``autograder.course_helpers``). Several mistakes in functions that do not depend
    on each other share one notebook, graded once; every graded function has a mistake somewhere. The
-   mistakes include the behaviours a docstring promises (a ValueError, intermediates, a callback, a
-   trajectory), in-place writes into an input and a dtype hard-coded inside a function; a hidden test's
-   message shows none of the text the student's code raised or printed.
+   mistakes include the behaviours a docstring promises (a ValueError, start = 0, intermediates every 5th
+   step, the callbacks of every loop, a trajectory), in-place writes into an input, a dtype or a device
+   hard-coded inside a function and a hybrid variance guided like the noise; a hidden test's message shows
+   none of the text the student's code raised or printed.
 4. Correct alternatives (loops for vectorised code, other torch calls, equivalent formulas, nn.Sequential
    with the same state_dict names, x̂0 clamped to [-1, 1], helpers called in another order) score full marks.
 
@@ -111,11 +112,35 @@ MISTAKES = {
         Edit("denoise_step_mean", "no ValueError when t_prev = t", "if t_prev >= t:", "if t_prev > t:",
              says="Does denoise_step_mean raise a ValueError when t_prev is not smaller than t",
              spares=("iterative_denoise", "iterative_denoise_cfg", "sdedit")),  # they never pass t_prev = t
+        Edit("inpaint", "the callback never called", "            callback(i, t_prev, xt)\n",
+             "            pass  # the callback is never called\n",
+             says="Does inpaint call callback(i, t_prev, x_t′)"),
+        Edit("visual_anagram", "the callback never called", "            callback(i, t_prev, xt)\n",
+             "            pass  # the callback is never called\n",
+             says="Does visual_anagram call callback(i, t_prev, x_t′)"),
+        Edit("make_hybrids", "the callback never called", "            callback(i, t_prev, xt)\n",
+             "            pass  # the callback is never called\n",
+             says="Does make_hybrids call callback(i, t_prev, x_t′)"),
+        Edit("strided_timesteps", "start = 0 refused (the docstring allows it)",
+             "if stride <= 0 or start < 0 or start % stride:", "if stride <= 0 or start <= 0 or start % stride:",
+             says="Does strided_timesteps accept start = 0"),
     )),
     "A5": ("partA", (
         Edit("iterative_denoise_cfg", "a frame at every step instead of every 5th",
              "if return_intermediates and (i - i_start) % 5 == 0:", "if return_intermediates:",
              says="for every 5th step", spares=("sdedit",)),  # sdedit asks for no frames
+        Edit("iterative_denoise", "a frame at every 6th step instead of every 5th",
+             "if return_intermediates and (i - i_start) % 5 == 0:",
+             "if return_intermediates and (i - i_start) % 6 == 0:",
+             says="for every 5th step"),
+        Edit("make_hybrids", "the variance guided like the noise (γ applied to the variance channels too)",
+             "        _, variance_low, variance_high = variance.chunk(3)\n",
+             "        variance_uncond, variance_low, variance_high = variance.chunk(3)\n"
+             "        variance_low = variance_uncond + scale * (variance_low - variance_uncond)\n"
+             "        variance_high = variance_uncond + scale * (variance_high - variance_uncond)\n",
+             says="guided like the noise"),
+        Edit("forward", "the noise moved to the CPU (a hard-coded device)", "noise.to(x0.device, x0.dtype)",
+             'noise.to("cpu", x0.dtype)', says="Follow the device of the inputs/model"),
     )),
     "B1": ("partB", (
         Edit("Conv", "the wrong activation", "self.act = nn.GELU()", "self.act = nn.ReLU()",
@@ -205,6 +230,9 @@ MISTAKES = {
         Edit("flow_target", "an exception with a message of its own, after a print",
              "return x1 - x0", f'print("{STUDENT_PRINT}")\n    raise ValueError("{STUDENT_TEXT}")',
              says=STUDENT_TEXT),
+        Edit("ddpm_sample", "z drawn on the CPU inside the loop (a hard-coded device)",
+             "device=device, dtype=dtype) if t > 1", 'device="cpu", dtype=dtype) if t > 1',
+             says="Follow the device of the inputs/model"),
     )),
 }
 # (group, target) → how the grader mis-grades that mistake: its case is marked xfail (strict)

@@ -143,11 +143,11 @@ def cfg_noise_unconditional_variance(unet, xt, t, prompt_embeds, uncond_prompt_e
 
 
 def cfg_loop(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale=7.0, generator=None,
-             callback=None, return_intermediates=False, noise_fn=cfg_noise_two_calls):
+             callback=None, return_intermediates=False, noise_fn=cfg_noise_two_calls, every=5):
     D.set_strided_timesteps(scheduler, timesteps)
     frames = []
     for k, (t, t_prev) in enumerate(zip(timesteps[i_start:-1], timesteps[i_start + 1:])):
-        if return_intermediates and k % 5 == 0:
+        if return_intermediates and k % every == 0:
             frames.append((t, xt))
         eps, variance = noise_fn(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
         xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
@@ -181,12 +181,20 @@ def anagram_mean_variance(unet, scheduler, xt, i_start, p1, p2, uncond, timestep
     """A correct alternative: two separate CFG calls and the average of both branches' variances."""
     view_fn, inverse = view
     D.set_strided_timesteps(scheduler, timesteps)
-    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
+    for i, (t, t_prev) in enumerate(zip(timesteps[i_start:-1], timesteps[i_start + 1:]), start=i_start):
         eps_1, var_1 = D.cfg_noise(unet, xt, t, p1, uncond, scale)
         eps_2, var_2 = D.cfg_noise(unet, view_fn(xt), t, p2, uncond, scale)
         eps = (eps_1 + inverse(eps_2)) / 2
         xt = D.denoise_step(scheduler, xt, eps, (var_1 + inverse(var_2)) / 2, t, t_prev, generator)
+        if callback is not None:
+            callback(i, t_prev, xt)
     return xt
+
+
+def anagram_without_callback(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view=I.flip_view, scale=7.0,
+                             generator=None, callback=None):
+    return I.visual_anagram(unet, scheduler, xt, i_start, p1, p2, uncond, timesteps, view=view, scale=scale,
+                            generator=generator)  # the callback is never called
 
 
 def hybrids_swapped(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33, sigma=2.0,
@@ -195,16 +203,45 @@ def hybrids_swapped(unet, scheduler, xt, i_start, low, high, uncond, timesteps, 
                           kernel_size=kernel_size, sigma=sigma, generator=generator)
 
 
-def hybrids_separate_calls(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33,
-                           sigma=2.0, generator=None, callback=None):
-    """A correct alternative: separate CFG calls, the low prompt's variance."""
+def hybrids_with(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33, sigma=2.0,
+                 generator=None, callback=None, variance_of="low", call_back=True):
+    """Separate CFG calls; the variance added: ``variance_of`` "low" or "high" (that prompt's conditional
+    variance), "guided" (the average of both variances guided like the noise) or "uncond"."""
     D.set_strided_timesteps(scheduler, timesteps)
-    for t, t_prev in zip(timesteps[i_start:-1], timesteps[i_start + 1:]):
-        eps_low, variance = D.cfg_noise(unet, xt, t, low, uncond, scale)
-        eps_high, _ = D.cfg_noise(unet, xt, t, high, uncond, scale)
+    for i in range(i_start, len(timesteps) - 1):
+        t, t_prev = timesteps[i], timesteps[i + 1]
+        eps_low, var_low = D.cfg_noise(unet, xt, t, low, uncond, scale)
+        eps_high, var_high = D.cfg_noise(unet, xt, t, high, uncond, scale)
+        _, var_uncond = D.predict_noise(unet, xt, t, uncond)
         eps = I.lowpass(eps_low, kernel_size, sigma) + I.highpass(eps_high, kernel_size, sigma)
+        variance = {"low": var_low, "high": var_high, "uncond": var_uncond,
+                    "guided": var_uncond + scale * ((var_low + var_high) / 2 - var_uncond)}[variance_of]
         xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
+        if callback is not None and call_back:
+            callback(i, t_prev, xt)
     return xt
+
+
+def hybrids_separate_calls(*args, **kwargs):
+    """A correct alternative: separate CFG calls, the low prompt's variance."""
+    return hybrids_with(*args, **kwargs)
+
+
+def hybrids_high_variance(*args, **kwargs):
+    """A correct alternative: the high prompt's conditional variance (the course leaves the choice open)."""
+    return hybrids_with(*args, **kwargs, variance_of="high")
+
+
+def hybrids_guided_variance(*args, **kwargs):
+    return hybrids_with(*args, **kwargs, variance_of="guided")
+
+
+def hybrids_unconditional_variance(*args, **kwargs):
+    return hybrids_with(*args, **kwargs, variance_of="uncond")
+
+
+def hybrids_without_callback(*args, **kwargs):
+    return hybrids_with(*args, **kwargs, call_back=False)
 
 
 def forward_in_place(x0, t, alphas_cumprod, noise=None, generator=None):
@@ -236,6 +273,92 @@ def iterative_denoise_callback_before(unet, scheduler, xt, i_start, prompt_embed
     wrapped = None if callback is None else (lambda i, t_prev, x: callback(i, timesteps[i], x))  # t, not t_prev
     return D.iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=generator,
                                callback=wrapped, return_intermediates=return_intermediates)
+
+
+def strided_rejecting_zero(start=990, stride=30):
+    if stride <= 0 or start <= 0 or start % stride:  # start = 0 is allowed by the docstring
+        raise ValueError("start must be a positive multiple of stride.")
+    return list(range(start, -1, -stride))
+
+
+def iterative_denoise_every_6th(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=None,
+                                callback=None, return_intermediates=False):
+    frames = []
+
+    def record(i, t_prev, x):
+        if (i + 1 - i_start) % 6 == 0 and i + 1 < len(timesteps) - 1:
+            frames.append((t_prev, x))
+        if callback is not None:
+            callback(i, t_prev, x)
+
+    result = D.iterative_denoise(unet, scheduler, xt, i_start, prompt_embeds, timesteps, generator=generator,
+                                 callback=record)
+    return (result, [(timesteps[i_start], xt)] + frames) if return_intermediates else result
+
+
+def cfg_loop_every_4th(*args, **kwargs):
+    return cfg_loop(*args, **kwargs, every=4)
+
+
+def inpaint_without_callback(unet, scheduler, x_orig, mask, *args, callback=None, **kwargs):
+    return E.inpaint(unet, scheduler, x_orig, mask, *args, **kwargs)  # the callback is never called
+
+
+def inpaint_callback_before_the_kept_pixels(unet, scheduler, x_orig, mask, prompt_embeds, uncond_prompt_embeds,
+                                            timesteps, scale=7.0, generator=None, xt=None, callback=None):
+    D.set_strided_timesteps(scheduler, timesteps)
+    xt = D.gaussian_noise(x_orig.shape, generator, x_orig.device, x_orig.dtype) if xt is None else xt
+    for i in range(len(timesteps) - 1):
+        t, t_prev = timesteps[i], timesteps[i + 1]
+        eps, variance = D.cfg_noise(unet, xt, t, prompt_embeds, uncond_prompt_embeds, scale)
+        xt = D.denoise_step(scheduler, xt, eps, variance, t, t_prev, generator)
+        if callback is not None:
+            callback(i, t_prev, xt)  # before the known pixels are put back
+        xt = mask * xt + (1 - mask) * D.forward(x_orig, t_prev, scheduler.alphas_cumprod, generator=generator)
+    return xt
+
+
+def forward_noise_on_the_cpu(x0, t, alphas_cumprod, noise=None, generator=None):
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) if noise is None else noise  # no device=
+    return alphas_cumprod[t] ** 0.5 * x0 + (1 - alphas_cumprod[t]) ** 0.5 * noise
+
+
+def cfg_loop_moved_to_the_cpu(unet, scheduler, xt, *args, **kwargs):
+    return cfg_loop(unet, scheduler, xt.cpu(), *args, **kwargs)  # .cpu(): the GPU's UNet gets a CPU image
+
+
+def estimate_x0_sliced_alpha(xt, eps, t, alphas_cumprod):
+    alpha_bar = alphas_cumprod[t:t + 1]  # shape (1,), on the CPU: it broadcasts, but does not mix with the GPU
+    return (xt - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def hybrids_noise_on_the_cpu(unet, scheduler, xt, i_start, low, high, uncond, timesteps, scale=7.0, kernel_size=33,
+                             sigma=2.0, generator=None, callback=None):
+    D.set_strided_timesteps(scheduler, timesteps)
+    for i in range(i_start, len(timesteps) - 1):
+        t, t_prev = timesteps[i], timesteps[i + 1]
+        eps_low, var_low = D.cfg_noise(unet, xt, t, low, uncond, scale)
+        eps_high, var_high = D.cfg_noise(unet, xt, t, high, uncond, scale)
+        eps = I.lowpass(eps_low, kernel_size, sigma) + I.highpass(eps_high, kernel_size, sigma)
+        mean = D.denoise_step_mean(xt, D.estimate_x0(xt, eps, t, scheduler.alphas_cumprod), t, t_prev,
+                                   scheduler.alphas_cumprod)
+        log_variance = scheduler._get_variance(t, predicted_variance=(var_low + var_high) / 2)
+        noise = torch.randn(xt.shape, generator=generator, device="cpu", dtype=xt.dtype)  # a hard-coded device
+        xt = mean + torch.exp(0.5 * log_variance) * noise
+        if callback is not None:
+            callback(i, t_prev, xt)
+    return xt
+
+
+def iterative_denoise_cfg_checking_values(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds,
+                                          timesteps, scale=7.0, generator=None, callback=None,
+                                          return_intermediates=False):
+    """A correct alternative that reads values (it stops on NaN): on data-less meta tensors the device check
+    cannot run it, and must not fail it."""
+    if not torch.isfinite(xt).all():
+        raise ValueError("xt holds NaN or infinite values.")
+    return cfg_loop(unet, scheduler, xt, i_start, prompt_embeds, uncond_prompt_embeds, timesteps, scale, generator,
+                    callback, return_intermediates)
 
 
 def estimate_x0_clamped(xt, eps, t, alphas_cumprod):
@@ -289,14 +412,29 @@ PART_A_MISTAKES = [
     ("denoise_step_mean", denoise_step_mean_without_value_error, "raise a ValueError when t_prev"),
     ("iterative_denoise", iterative_denoise_every_frame, "every 5th step"),
     ("iterative_denoise", iterative_denoise_callback_before, "callback(i, t_prev, x_t′)"),
+    ("strided_timesteps", strided_rejecting_zero, "accept start = 0"),
+    ("iterative_denoise", iterative_denoise_every_6th, "every 5th step"),
+    ("iterative_denoise_cfg", cfg_loop_every_4th, "every 5th step"),
+    ("inpaint", inpaint_without_callback, "callback(i, t_prev, x_t′)"),
+    ("inpaint", inpaint_callback_before_the_kept_pixels, "after the whole step"),
+    ("visual_anagram", anagram_without_callback, "callback(i, t_prev, x_t′)"),
+    ("make_hybrids", hybrids_without_callback, "callback(i, t_prev, x_t′)"),
+    ("make_hybrids", hybrids_guided_variance, "guided like the noise"),
+    ("make_hybrids", hybrids_unconditional_variance, "either prompt's?"),
+    ("forward", forward_noise_on_the_cpu, "Follow the device of the inputs/model"),
+    ("estimate_x0", estimate_x0_sliced_alpha, "Follow the device of the inputs/model"),
+    ("iterative_denoise_cfg", cfg_loop_moved_to_the_cpu, "Follow the device of the inputs/model"),
+    ("make_hybrids", hybrids_noise_on_the_cpu, "Follow the device of the inputs/model"),
 ]
 PART_A_ALTERNATIVES = [
     ("forward", lambda x0, t, ab, noise=None, generator=None: x0 * ab[t].sqrt() + (1 - ab[t]).sqrt() * (
-        torch.randn(x0.shape, generator=generator) if noise is None else noise)),
+        torch.randn(x0.shape, generator=generator, device=x0.device) if noise is None else noise)),
     ("cfg_noise", cfg_noise_two_calls),
     ("iterative_denoise_cfg", cfg_loop),
     ("visual_anagram", anagram_mean_variance),
     ("make_hybrids", hybrids_separate_calls),
+    ("make_hybrids", hybrids_high_variance),
+    ("iterative_denoise_cfg", iterative_denoise_cfg_checking_values),
     ("estimate_x0", estimate_x0_clamped),
     ("one_step_denoise", lambda unet, xt, t, p, ab: estimate_x0_clamped(xt, D.predict_noise(unet, xt, t, p)[0], t, ab)),
     ("iterative_denoise", iterative_denoise_clamped),
@@ -475,14 +613,15 @@ def time_fm_sample_train_mode(unet, num_samples, img_wh=(28, 28), num_ts=50, gen
 
 
 def class_fm_sample_two_calls(unet, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0, generator=None,
-                              return_trajectory=False, wrong_branch=False):
-    dtype = next(unet.parameters()).dtype
-    c = FM.one_hot(labels).to(dtype)
-    x = torch.randn((len(labels), 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+                              return_trajectory=False, wrong_branch=False, noise_on_cpu=False):
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    c = FM.one_hot(labels).to(device, dtype)
+    x = torch.randn((len(labels), 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype,
+                    **({} if noise_on_cpu else {"device": device}))  # noise_on_cpu: no device=
     trajectory = [x]
     with U.eval_mode(unet), torch.no_grad():
         for i in range(num_ts):
-            t = torch.full((len(labels),), i / num_ts, dtype=dtype)
+            t = torch.full((len(labels),), i / num_ts, device=device, dtype=dtype)
             u_c, u_u = unet(x, c, t), unet(x, torch.zeros_like(c), t)
             u = u_c + guidance_scale * (u_u - u_c) if wrong_branch else u_u + guidance_scale * (u_c - u_u)
             x = x + u / num_ts
@@ -492,6 +631,64 @@ def class_fm_sample_two_calls(unet, labels, img_wh=(28, 28), num_ts=300, guidanc
 
 def class_fm_sample_wrong_branch(*args, **kwargs):
     return class_fm_sample_two_calls(*args, **kwargs, wrong_branch=True)
+
+
+def class_fm_sample_noise_on_the_cpu(*args, **kwargs):
+    return class_fm_sample_two_calls(*args, **kwargs, noise_on_cpu=True)
+
+
+def time_fm_sample_noise_on_the_cpu(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None,
+                                    return_trajectory=False):
+    weight = next(unet.parameters())
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, dtype=weight.dtype)  # no device=
+    trajectory = [x]
+    with U.eval_mode(unet), torch.no_grad():
+        for i in range(num_ts):
+            x = x + unet(x, torch.full((num_samples,), i / num_ts, device=weight.device, dtype=weight.dtype)) / num_ts
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+def ddpm_sample_z_on_the_cpu(unet, schedule, num_samples, img_wh=(28, 28), num_ts=300, generator=None,
+                             return_trajectory=False):
+    s = DD._schedule64(schedule, num_ts)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    shape = (num_samples, 1, img_wh[1], img_wh[0])
+    x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    trajectory = [x]
+    with U.eval_mode(unet), torch.no_grad():
+        for t in range(num_ts, 0, -1):
+            z = torch.randn(shape, generator=generator, device="cpu", dtype=dtype) if t > 1 else None  # hard-coded
+            x = DD.ddpm_step(s, t, x, unet(x, torch.full((num_samples,), t / num_ts, device=device, dtype=dtype)), z)
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+def ddpm_step_sliced_schedule(s, t, xt, eps_hat, z):
+    beta, alpha, alpha_bar = s["betas"][t - 1:t], s["alphas"][t - 1:t], s["alpha_bars"][t - 1:t]  # (1,) on the CPU
+    alpha_bar_prev = s["alpha_bars"][t - 2:t - 1] if t > 1 else torch.ones(1, dtype=alpha_bar.dtype)
+    x0_hat = (xt - (1 - alpha_bar).sqrt().to(xt.dtype) * eps_hat) / alpha_bar.sqrt().to(xt.dtype)
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)).to(xt.dtype) * x0_hat \
+        + (alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)).to(xt.dtype) * xt
+    return mean if z is None else mean + beta.sqrt().to(xt.dtype) * z
+
+
+def class_ddpm_sample_z_on_the_cpu(unet, schedule, labels, img_wh=(28, 28), num_ts=300, guidance_scale=5.0,
+                                      generator=None, return_trajectory=False):
+    s = DD._schedule64(schedule, num_ts)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    c = FM.one_hot(labels).to(device, dtype)
+    shape = (len(c), 1, img_wh[1], img_wh[0])
+    x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    trajectory = [x]
+    with U.eval_mode(unet), torch.no_grad():
+        for t in range(num_ts, 0, -1):
+            z = torch.randn(shape, generator=generator, dtype=dtype) if t > 1 else None  # no device=
+            t_in = torch.full((2 * len(c),), t / num_ts, device=device, dtype=dtype)
+            eps_c, eps_u = unet(torch.cat([x, x]), torch.cat([c, torch.zeros_like(c)]), t_in).chunk(2)
+            x = DD.ddpm_step(s, t, x, eps_u + guidance_scale * (eps_c - eps_u), z)
+            trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
 
 
 def ddpm_schedule_shifted(beta1=1e-4, beta2=0.02, num_ts=300):
@@ -536,7 +733,8 @@ def ddpm_sample_noise_at_the_end(unet, schedule, num_samples, img_wh=(28, 28), n
 def time_fm_sample_float_time(unet, num_samples, img_wh=(28, 28), num_ts=50, generator=None,
                               return_trajectory=False):
     """A correct alternative: the time as a Python float, eval mode set by hand; no trajectory kept."""
-    x = torch.randn(num_samples, 1, img_wh[1], img_wh[0], generator=generator, dtype=next(unet.parameters()).dtype)
+    weight = next(unet.parameters())
+    x = torch.randn(num_samples, 1, img_wh[1], img_wh[0], generator=generator, device=weight.device, dtype=weight.dtype)
     trajectory = [x]
     unet.eval()
     with torch.no_grad():
@@ -550,17 +748,17 @@ def ddpm_sample_float32_noise_after(unet, schedule, num_samples, img_wh=(28, 28)
                                     return_trajectory=False):
     """A correct alternative: float32 schedule entries, z drawn after the UNet call (in the UNet's dtype)."""
     betas, alphas, alpha_bars = schedule["betas"], schedule["alphas"], schedule["alpha_bars"]
-    dtype = next(unet.parameters()).dtype
-    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, dtype=dtype)
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    x = torch.randn((num_samples, 1, img_wh[1], img_wh[0]), generator=generator, device=device, dtype=dtype)
     trajectory = [x]
     with U.eval_mode(unet), torch.no_grad():
         for t in range(num_ts, 0, -1):
-            eps = unet(x, torch.full((num_samples, 1), t / num_ts))
+            eps = unet(x, torch.full((num_samples, 1), t / num_ts, device=device))
             ab, ab_prev = alpha_bars[t - 1], alpha_bars[t - 2] if t > 1 else torch.tensor(1.0)
             x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
             x = ab_prev.sqrt() * betas[t - 1] / (1 - ab) * x0_hat + alphas[t - 1].sqrt() * (1 - ab_prev) / (1 - ab) * x
             if t > 1:
-                x = x + betas[t - 1].sqrt() * torch.randn(x.shape, generator=generator, dtype=dtype)
+                x = x + betas[t - 1].sqrt() * torch.randn(x.shape, generator=generator, device=device, dtype=dtype)
             trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
 
@@ -636,6 +834,11 @@ PART_B_MISTAKES = [
     ("time_fm_sample", time_fm_sample_float32_noise, "follow the UNet's dtype and device"),
     ("class_fm_sample", class_fm_sample_short_trajectory, "num_ts + 1 iterates"),
     ("ddpm_step", ddpm_step_beta_not_sqrt, "sqrt(β_t)·z"),
+    ("time_fm_sample", time_fm_sample_noise_on_the_cpu, "Follow the device of the inputs/model"),
+    ("class_fm_sample", class_fm_sample_noise_on_the_cpu, "Follow the device of the inputs/model"),
+    ("ddpm_step", ddpm_step_sliced_schedule, "Follow the device of the inputs/model"),
+    ("ddpm_sample", ddpm_sample_z_on_the_cpu, "Follow the device of the inputs/model"),
+    ("class_ddpm_sample", class_ddpm_sample_z_on_the_cpu, "Follow the device of the inputs/model"),
 ]
 def ddpm_step_with_tensors(s, t, xt, eps_hat, z):
     """A correct alternative: 0-dim tensors of the float64 schedule for the coefficients."""
@@ -856,7 +1059,9 @@ def same_values(a: list, b: list) -> bool:
     for x, y in zip(a, b):
         if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
             if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
-                    and torch.equal(x, y)):
+                    and x.device == y.device):
+                return False
+            if x.device.type != "meta" and not torch.equal(x, y):  # meta tensors (the device check) hold no values
                 return False
         elif x != y:
             return False
