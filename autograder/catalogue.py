@@ -3,7 +3,8 @@
 A test is one question asked of one function or class a student writes: its **public** check (the
 check the notebook itself runs), the same check on **hidden** inputs (seeds from the offering's secret,
 :mod:`autograder.hidden`), a **semantic** test (Part A: a digit drawn with the student's loop, read by the
-MNIST classifier, :mod:`autograder.semantic`), or one entry of a GPU **artifacts** file (Part A).
+MNIST classifier, :mod:`autograder.semantic`), or one entry of a GPU **artifacts** file (Part A). Every
+test's points come from the course's rubric (:mod:`autograder.rubric`), as do the notebooks' nbgrader points.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from autograder.hidden import HIDDEN_RUN, ensure_secret, hidden_seed
 from autograder.notebook import SubmissionError, provided_definitions, provided_imports, read_notebook
+from autograder.rubric import rubric
 
 PARTS = ("partA", "partB")
-SEMANTIC_POINTS = 2  # points of each semantic test
 HIDDEN_VISIBILITY = "after_due_date"  # Gradescope: shown once the due date has passed
 ARTIFACT_POINTS = 0.5  # points of each entry of a GPU artifacts file (evidence beside the CPU checks)
 ARTIFACTS_FILE = "partA_artifacts.safetensors"  # what the Part A notebook's last cell writes
@@ -36,7 +37,7 @@ class Test:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The assignment: graded names, points, provided imports
+# The assignment: graded names, provided imports
 
 
 @dataclass
@@ -44,7 +45,6 @@ class Assignment:
     part: str
     graded: list[str]  # every function and class students write, in notebook order
     classes: set[str]
-    points: dict[str, float]  # graded name → points of its public check cell
     preamble: list[str]  # the assignment's own import lines
     allowed_imports: set[tuple[str, str]]
     provided: dict[str, list[str]]  # graded name → the assignment's definitions that follow its cell
@@ -75,7 +75,7 @@ def load_assignment(part: str) -> Assignment:
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     nb = trusted_notebook(part)
-    graded, classes, points = [], set(), {}
+    graded, classes = [], set()
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         grade_id = meta.get("grade_id", "")
@@ -84,34 +84,37 @@ def load_assignment(part: str) -> Assignment:
             tree = ast.parse(cell.source)
             if any(isinstance(n, ast.ClassDef) and n.name == grade_id for n in tree.body):
                 classes.add(grade_id)
-        elif cell.cell_type == "code" and meta.get("grade") and grade_id.startswith("test_"):
-            points[grade_id[len("test_"):]] = float(meta.get("points") or 0)
     preamble, allowed = provided_imports(nb)
-    return Assignment(part, graded, classes, points, preamble, allowed, provided_definitions(nb, graded))
+    return Assignment(part, graded, classes, preamble, allowed, provided_definitions(nb, graded))
 
 
 def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) -> list[Test]:
-    """The tests of an assignment: public and hidden per checked name, semantic where there is one."""
+    """The tests of an assignment: public and hidden per checked name, semantic where the rubric has one;
+    each with its points from the rubric (:mod:`autograder.rubric`)."""
     from autograder.public import CHECKS
 
+    table = rubric(assignment.part)
     semantic = semantic_checks() if "semantic" in kinds else {}
     secret = ensure_secret(log=lambda line: print(line, file=sys.stderr)) if "hidden" in kinds else None
     letter = assignment.part[-1]
     tests = []
     checked = [n for n in assignment.graded if n in CHECKS]
     for i, name in enumerate(checked, start=1):
-        points = assignment.points.get(name, 1.0)
+        row = table.of(name)
         number = 1
-        if "public" in kinds:
-            tests.append(Test(f"{letter}{i}.{number}", f"{name}: public check", name, "public", points))
+        if "public" in kinds and row.public:
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: public check", name, "public", row.public))
             number += 1
-        if "hidden" in kinds:
-            tests.append(Test(f"{letter}{i}.{number}", f"{name}: hidden inputs", name, "hidden", points,
+        if "hidden" in kinds and row.hidden:
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: hidden inputs", name, "hidden", row.hidden,
                               HIDDEN_VISIBILITY, hidden_seed(HIDDEN_RUN, secret)))
             number += 1
-        if name in semantic:
+        if "semantic" in kinds and row.semantic:
+            if name not in semantic:
+                raise RuntimeError(f"the rubric gives {name} a semantic test, but autograder.semantic has no check "
+                                   "for it.")
             doc = (semantic[name].__doc__ or "semantic check").strip().splitlines()[0].rstrip(".").replace("``", "")
-            tests.append(Test(f"{letter}{i}.{number}", f"{name}: {doc}", name, "semantic", SEMANTIC_POINTS))
+            tests.append(Test(f"{letter}{i}.{number}", f"{name}: {doc}", name, "semantic", row.semantic))
     return tests
 
 

@@ -48,6 +48,7 @@ from autograder.reports import (
     write_summary,
     write_with_sandbox_note,
 )
+from autograder.rubric import written_answers
 from autograder.running import run_test
 from autograder.sandbox import Limits, Sandbox
 from fwd_kit import expected as expectations
@@ -154,7 +155,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         notes.append(f"{len(sandbox.skipped)} cell(s) ran too long while loading and were left out.")
     if printed.strip():
         notes.append(f"What your code printed while being graded (last lines):\n{printed}")
-    return Report(str(path), part, outcomes, "\n".join(notes), seconds)
+    return Report(str(path), part, outcomes, "\n".join(notes), seconds, written_answers(nb, part))
 
 
 def stored_results(kinds, part: str | None = None) -> dict | None:

@@ -1,6 +1,11 @@
 """What a graded submission's reader sees: each test's outcome, the report of a submission, and the files
 written from it — ``results.json`` (Gradescope's format), ``feedback.html`` and a batch's ``summary.csv``.
 
+The written answers of the rubric (:mod:`autograder.rubric`) are graded by hand: ``results.json`` lists each
+as a test worth 0 of 0 automatic points with ``extra_data`` ``{"manual": true, "points": N}`` (so the
+automatic score and total stay the rubric's automatic ones), the feedback page shows each question with the
+student's answer, and ``summary.csv`` has an empty column per answer for the staff to fill.
+
 Every file is written through a temporary file and a rename, so a kill never leaves half a file.
 """
 
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.catalogue import PARTS, Test, all_tests
+from autograder.rubric import Written, rubric
 
 @dataclass
 class Outcome:
@@ -43,6 +49,7 @@ class Report:
     outcomes: list[Outcome]
     output: str  # a message for the whole submission (Gradescope's top-level output)
     seconds: dict  # timings: start-up, tests, total
+    written: dict[str, str] | None = None  # written answer grade_id → the student's text (None: not read)
 
     @property
     def score(self) -> float:
@@ -52,11 +59,33 @@ class Report:
     def max_score(self) -> float:
         return sum(o.test.max_score for o in self.outcomes)
 
+    def written_rows(self) -> list[tuple[Written, str]]:
+        """The rubric's written answers of this part with the student's text; none where the notebook was not
+        read (a file that is not a notebook, a grading cut short)."""
+        if self.part not in PARTS or self.written is None:
+            return []
+        return [(w, self.written.get(w.grade_id, "")) for w in rubric(self.part).written]
+
     def results(self) -> dict:
+        manual = [manual_entry(self.part, k, w, text) for k, (w, text) in enumerate(self.written_rows(), start=1)]
         return dict(score=self.score, execution_time=round(self.seconds.get("total", 0.0), 2), output=self.output,
                     visibility="visible", stdout_visibility="hidden",
-                    tests=[o.gradescope() for o in self.outcomes],
-                    extra_data=dict(part=self.part, max_score=self.max_score, seconds=self.seconds))
+                    tests=[o.gradescope() for o in self.outcomes] + manual,
+                    extra_data=dict(part=self.part, max_score=self.max_score, seconds=self.seconds,
+                                    manual_points=sum(w.points for w, _ in self.written_rows())))
+
+
+def answer_shown(text: str) -> str:
+    return text or "(no answer written)"
+
+
+def manual_entry(part: str, k: int, w: Written, text: str) -> dict:
+    """A written answer in results.json: 0 of 0 automatic points (the score stays the automatic one), its
+    rubric points in ``extra_data`` for the person who grades it, the question and the answer as output."""
+    return dict(name=f"{w.grade_id}: written answer, {w.section} ({w.points:g} points, graded by hand)",
+                number=f"{part[-1]}W.{k}", score=0.0, max_score=0.0, visibility="visible",
+                output=f"Question: {w.asks}\n\nAnswer:\n{answer_shown(text)}", output_format="text",
+                extra_data=dict(kind="written", manual=True, points=w.points, grade_id=w.grade_id))
 
 
 def pictures(evidence: list) -> list[tuple[str, bytes]]:
@@ -165,36 +194,56 @@ def feedback_html(report: Report) -> str:
         rows.append(f"<tr class='{o.status}'><td>{html.escape(o.test.number)}</td><td>{mark} "
                     f"{html.escape(o.test.name)}{hidden}</td><td>{o.score:g} / {o.test.max_score:g}</td>"
                     f"<td><pre>{html.escape(o.output)}</pre>{figures}</td></tr>")
+    written = "\n".join(
+        f"<tr class='written'><td>{html.escape(w.section)}</td><td><code>{html.escape(w.grade_id)}</code></td>"
+        f"<td>{w.points:g}</td><td><p>{html.escape(w.asks)}</p><pre class='answer'>"
+        f"{html.escape(answer_shown(text))}</pre></td></tr>" for w, text in report.written_rows())
+    if written:
+        manual = sum(w.points for w, _ in report.written_rows())
+        written = (f"<h2>Written answers, graded by hand ({manual:g} points, not in the score above)</h2>\n"
+                   "<table><tr><th>Section</th><th>Answer</th><th>Points</th><th>Question and your answer</th></tr>"
+                   f"\n{written}\n</table>\n")
     title = f"Feedback: {html.escape(submission_name(report.submission))} ({html.escape(str(report.part))})"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} tr.passed td:nth-child(2){{color:#176f2c}}
 tr.failed td:nth-child(2){{color:#a4001d}} pre{{white-space:pre-wrap;margin:0;max-width:60em}}
-figure{{display:inline-block;margin:6px 12px 0 0}} img{{image-rendering:pixelated}}</style></head>
+figure{{display:inline-block;margin:6px 12px 0 0}} img{{image-rendering:pixelated}}
+pre.answer{{border-left:3px solid #ccc;padding-left:8px}}</style></head>
 <body><h1>{title}</h1>
 <p>Score: <strong>{report.score:g} / {report.max_score:g}</strong></p>
 {f"<pre>{html.escape(report.output)}</pre>" if report.output else ""}
 <table><tr><th>#</th><th>Check</th><th>Score</th><th>Message</th></tr>
 {chr(10).join(rows)}
-</table></body></html>
+</table>
+{written}</body></html>
 """
 
 
 def write_summary(reports: list[Report], path: str | Path) -> Path:
-    """One row per submission, one column per test (its score), plus the total."""
+    """One row per submission, one column per test (its score), plus the total; then an empty column per
+    written answer of the rubric (``<grade_id> (written, /N)``) for the staff to fill in."""
     path = Path(path)
     names: list[str] = []
+    written: list[str] = []
     for report in reports:
         names += [o.test.name for o in report.outcomes if o.test.name not in names]
+        answers = rubric(report.part).written if report.part in PARTS else ()
+        written += [written_column(w) for w in answers if written_column(w) not in written]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["submission", "part", "score", "max_score", *names])
+        writer.writerow(["submission", "part", "score", "max_score", *names, *written])
         for report in reports:
             scores = {o.test.name: o.score for o in report.outcomes}
             writer.writerow([submission_name(report.submission), report.part, f"{report.score:g}",
-                             f"{report.max_score:g}", *[scores.get(n, "") for n in names]])
+                             f"{report.max_score:g}", *[scores.get(n, "") for n in names], *[""] * len(written)])
     return path
+
+
+def written_column(w: Written) -> str:
+    """summary.csv's column for a written answer: its grade_id and points."""
+    return f"{w.grade_id} (written, /{w.points:g})"
 
 
 def write_with_sandbox_note(report: Report, out_dir: str | Path) -> None:

@@ -43,3 +43,19 @@ def stage2(tiny_model_dirs):
 @pytest.fixture(scope="session")
 def text_width(stage1):
     return stage1.unet.config.encoder_hid_dim
+
+
+@pytest.fixture(scope="session")
+def nbgrader_trips(tmp_path_factory):
+    """``trip(part, students)``: nbgrader's pipeline on a temporary course of ``part``, each student autograded
+    once per session whichever module asks first (``tests/nbgrader_trip.py``)."""
+    from nbgrader_trip import trips
+
+    return trips(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def solution_reports() -> dict:
+    """``course grade``'s reports of the solution notebooks, by part, kept by the module that grades them first
+    (``tests/test_grade_proof.py``) for the others (``tests/test_rubric.py``): each is graded once per session."""
+    return {}

@@ -151,7 +151,7 @@ def test_the_part_is_told_by_the_graded_cells():
         assert detect_part(nb, REPO_ROOT / "x.ipynb") == part
     assignment = load_assignment("partB")
     assert {"Conv", "UnconditionalUNet", "ClassConditionalUNet"} <= assignment.classes
-    assert "ddpm_step" in assignment.graded and assignment.points["ddpm_sample"] == 4
+    assert "ddpm_step" in assignment.graded
 
 
 def test_a_rearranged_solution_still_scores_full_marks(tmp_path):

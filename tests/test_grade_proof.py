@@ -27,6 +27,7 @@ import pytest
 from autograder import public
 from autograder.catalogue import load_assignment
 from autograder.grade import grade_submission
+from autograder.rubric import rubric
 
 from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
 
@@ -276,9 +277,10 @@ def submissions() -> dict:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, solution_reports):
     """``graded(key)``: the report of submission ``key``. On first use every submission of the table is
-    queued on two worker processes (each grading is single-threaded, so two fill the CI's two cores)."""
+    queued on two worker processes (each grading is single-threaded, so two fill the CI's two cores). The
+    solutions' reports are kept for the session (``solution_reports``: tests/test_rubric.py reads them)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -290,7 +292,10 @@ def graded(tmp_path_factory):
             for name, (part, source, kinds) in table.items():
                 path = source.write(tmp_path_factory.mktemp(name)) if isinstance(source, Submission) else source
                 futures[name] = pool.submit(grade_submission, path, part=part, kinds=kinds)
-        return futures[key].result()
+        report = futures[key].result()
+        if key.startswith("solution-"):
+            solution_reports.setdefault(key.removeprefix("solution-"), report)
+        return report
 
     yield grade
     pool.shutdown(cancel_futures=True)
@@ -351,6 +356,8 @@ def test_solution_scores_full_marks(graded, part):
     problems = [f"{o.test.name}: {o.output}" for o in report.outcomes if o.status != "passed"]
     assert not problems, "\n".join(problems)
     assert report.score == report.max_score > 0
+    if part == "partB" or semantic_ready():  # every test the rubric counts ran: its automatic total
+        assert report.max_score == rubric(part).automatic
 
 
 def test_solution_passes_the_semantic_tests(graded):

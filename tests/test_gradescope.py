@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.rubric import rubric
 from course.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,10 +56,17 @@ def run_autograder(root: Path, python: str = sys.executable) -> dict:
 
 
 def notebook_points(path: Path) -> dict[str, float]:
-    """Points of each autograded check cell, read from the notebook's nbgrader metadata (the oracle)."""
+    """Points of each public check cell (test_<name>, not its _hidden or _semantic twin), read from the
+    notebook's nbgrader metadata."""
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     meta = [c.get("metadata", {}).get("nbgrader", {}) for c in cells if c["cell_type"] == "code"]
-    return {m["grade_id"]: float(m["points"]) for m in meta if m.get("grade") and m.get("points")}
+    return {m["grade_id"]: float(m["points"]) for m in meta if m.get("grade") and m.get("points")
+            and not m["grade_id"].endswith(("_hidden", "_semantic"))}
+
+
+def automatic(results: dict) -> list[dict]:
+    """The automatically graded tests of a results.json (the written answers are listed for manual grading)."""
+    return [t for t in results["tests"] if not t.get("extra_data", {}).get("manual")]
 
 
 def test_zip_holds_the_scripts_the_settings_and_the_course_wheel(autograder_zip):
@@ -98,10 +106,16 @@ def test_run_autograder_gives_the_part_b_solution_full_marks(autograder_zip, tmp
     root = gradescope_root(tmp_path, autograder_zip, {"partB.ipynb": SOLUTION_B.read_bytes()})
     results = run_autograder(root)
     points = notebook_points(SOLUTION_B)
-    assert len(results["tests"]) == len(points) > 20
-    assert {t["extra_data"]["kind"] for t in results["tests"]} == {"public"}
-    assert all(t["status"] == "passed" and t["score"] == t["max_score"] for t in results["tests"])
-    assert results["score"] == sum(t["max_score"] for t in results["tests"]) == sum(points.values())
+    tests = automatic(results)
+    assert len(tests) == len(points) > 20
+    assert {t["extra_data"]["kind"] for t in tests} == {"public"}
+    assert all(t["status"] == "passed" and t["score"] == t["max_score"] for t in tests)
+    assert {t["name"].split(":")[0]: t["max_score"] for t in tests} == {g.name: g.public for g in rubric("partB").graded}
+    assert results["score"] == sum(t["max_score"] for t in tests) == sum(points.values())
+    manual = [t for t in results["tests"] if t not in tests]  # the written answers: 0 of 0, for a person to grade
+    assert [(t["extra_data"]["grade_id"], t["extra_data"]["points"]) for t in manual] == \
+        [(w.grade_id, w.points) for w in rubric("partB").written]
+    assert all(t["score"] == t["max_score"] == 0 and t["extra_data"]["manual"] for t in manual)
     assert results["extra_data"]["part"] == "partB" and (root / "results" / "feedback.html").is_file()
 
 

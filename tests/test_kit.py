@@ -155,9 +155,17 @@ def run_in_kit(path: Path, kit_env, workdir: Path, monkeypatch, strip_hidden: bo
     return nb
 
 
-def graded_checks(nb) -> list:
+GRADERS_ONLY = ("_hidden", "_semantic")  # test cells whose tests are hidden: a comment in the release
+
+
+def notebook_test_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
             and c.metadata["nbgrader"].get("grade_id", "").startswith("test_")]
+
+
+def graded_checks(nb) -> list:
+    """The public check cells (the hidden and semantic test cells hold only comments for students)."""
+    return [c for c in notebook_test_cells(nb) if not c.metadata["nbgrader"]["grade_id"].endswith(GRADERS_ONLY)]
 
 
 def first_error(cell):
@@ -173,6 +181,8 @@ def test_student_notebook_in_the_kit_fails_every_check_with_not_implemented(part
     outcome = {c.metadata["nbgrader"]["grade_id"]: (first_error(c).ename if first_error(c) else None)
                for c in graded_checks(nb)}
     assert outcome and set(outcome.values()) == {"NotImplementedError"}, outcome
+    hidden = [c for c in notebook_test_cells(nb) if c not in graded_checks(nb)]
+    assert hidden and all(first_error(c) is None and not c.outputs for c in hidden)  # nothing runs before grading
     if part == "partB":
         from fwd_kit.checks import PART_B
 

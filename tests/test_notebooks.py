@@ -109,24 +109,36 @@ def test_solution_source_marks_each_method_after_super_init():
 def test_build_notebook_is_deterministic_and_has_nbgrader_metadata():
     from course.notebooks.cells import Check, Code, Markdown, Reflection
 
-    cells = [Markdown("# Title"), Code("SEED = 0", tags=("parameters",)), Solution(example_function),
-             Check("test_example_function", 2, "from checks import check_example_function\n\n"
-                   "check_example_function(example_function)"),
+    visible = "from checks import check_example_function\n\ncheck_example_function(example_function)"
+    cells = [Markdown("# Title"), Code("SEED = 0", tags=("parameters",)),
+             Solution(example_function, note="5 points: 2 for the check below, 2 for the same check on hidden "
+                      "inputs, and 1 for a semantic test."),
+             Check("test_example_function", 2, visible, hidden_points=2, semantic="check_sense(example_function)",
+                   semantic_points=1),
              Reflection("why", 3, "Why?", answer="Because.")]
     first, second = notebook_json(build_notebook(cells)), notebook_json(build_notebook(cells))
     assert first == second
     nb = nbformat.reads(first, as_version=4)
     assert nb.metadata.kernelspec.name == "python3"
-    md, params, sol, check, question, answer = nb.cells
+    md, params, sol, check, hidden, semantic, question, answer = nb.cells
     assert nbgrader_meta(md)["locked"] and not nbgrader_meta(md)["solution"]
     assert params.metadata.tags == ["parameters"] and "nbgrader" not in params.metadata
     assert nbgrader_meta(sol) == {"grade": False, "grade_id": "example_function", "locked": False,
                                   "schema_version": 3, "solution": True, "task": False}
-    assert nbgrader_meta(check) == {"grade": True, "grade_id": "test_example_function", "locked": True,
-                                    "points": 2, "schema_version": 3, "solution": False, "task": False}
-    assert check.source == ("from checks import check_example_function\n\ncheck_example_function(example_function)\n"
-                            f"{BEGIN_HIDDEN}\n{HIDDEN_IMPORT}\n"
-                            f"check_example_function(example_function, seed=hidden_seed(1))\n{END_HIDDEN}")
+    assert sol.source.startswith("# 5 points: 2 for the check below") and "\ndef example_function(" in sol.source
+    # one test cell per block of points, so that nbgrader grades each block as course grade does
+    for cell, gid, points in ((check, "test_example_function", 2), (hidden, "test_example_function_hidden", 2),
+                              (semantic, "test_example_function_semantic", 1)):
+        assert nbgrader_meta(cell) == {"grade": True, "grade_id": gid, "locked": True, "points": points,
+                                       "schema_version": 3, "solution": False, "task": False}
+    assert check.source == visible  # the public check holds no hidden tests
+    comment, block = hidden.source.split(f"\n{BEGIN_HIDDEN}\n")
+    assert comment.startswith("# Hidden tests of example_function (2 points)") and "\n# " in comment
+    assert block == ("from checks import check_example_function\n"  # the check is imported again
+                     f"{HIDDEN_IMPORT}\ncheck_example_function(example_function, seed=hidden_seed(1))\n{END_HIDDEN}")
+    comment, block = semantic.source.split(f"\n{BEGIN_HIDDEN}\n")
+    assert comment.startswith("# Semantic test of example_function (1 point)")
+    assert block == f"check_sense(example_function)\n{END_HIDDEN}"  # all of it hidden in the release
     assert question.cell_type == "markdown" and nbgrader_meta(question)["locked"]
     assert answer.cell_type == "markdown" and nbgrader_meta(answer)["points"] == 3
     assert nbgrader_meta(answer)["grade"] and nbgrader_meta(answer)["solution"]
@@ -137,15 +149,18 @@ def test_hidden_tests_repeat_every_check_call_with_each_hidden_seed():
     from course.notebooks.cells import Check
 
     source = "from m import check_f, check_g\nx = 1\ncheck_f(f, atol=2)\ncheck_g(g, seed=0)"
-    (cell,) = build_notebook([Check("test_f", 1, source, hidden_seeds=(1, 5))]).cells
-    assert cell.source.split("\n") == [*source.split("\n"), BEGIN_HIDDEN, HIDDEN_IMPORT,
-                                       "check_f(f, atol=2, seed=hidden_seed(1))", "check_g(g, seed=hidden_seed(1))",
-                                       "check_f(f, atol=2, seed=hidden_seed(5))", "check_g(g, seed=hidden_seed(5))",
-                                       END_HIDDEN]
-    (plain,) = build_notebook([Check("test_f", 1, source, hidden_seeds=())]).cells
+    public, hidden = build_notebook([Check("test_f", 1, source, hidden_seeds=(1, 5), hidden_points=1)]).cells
+    assert public.source == source
+    assert hidden.source.split("\n")[2:] == [BEGIN_HIDDEN, "from m import check_f, check_g", HIDDEN_IMPORT,
+                                             "check_f(f, atol=2, seed=hidden_seed(1))", "check_g(g, seed=hidden_seed(1))",
+                                             "check_f(f, atol=2, seed=hidden_seed(5))", "check_g(g, seed=hidden_seed(5))",
+                                             END_HIDDEN]
+    (plain,) = build_notebook([Check("test_f", 1, source)]).cells  # no hidden points: no hidden cell
     assert plain.source == source
     with pytest.raises(ValueError, match="check_<name>"):  # nothing to repeat on other inputs
-        build_notebook([Check("test_f", 1, "assert f(1) == 3")])
+        build_notebook([Check("test_f", 1, "assert f(1) == 3", hidden_points=1)])
+    with pytest.raises(ValueError, match="hidden seeds"):
+        build_notebook([Check("test_f", 1, source, hidden_seeds=(), hidden_points=1)])
     with pytest.raises(ValueError, match="only the visible call"):
         build_notebook([Check("test_f", 1, f"check_f(f)\n{BEGIN_HIDDEN}\ncheck_f(f, seed=2)\n{END_HIDDEN}")])
 
@@ -238,21 +253,34 @@ def test_released_stubs_raise_not_implemented(part):
 
 @pytest.mark.parametrize("part", PARTS)
 def test_hidden_tests_are_in_the_solution_test_cells_only(part):
-    """Every test cell of solutions/ ends with the hidden block, check_<name>(<name>, seed=hidden_seed(1)); the released
-    cell is the same cell without it (nbgrader restores the block from the gradebook at autograde)."""
+    """Every public check cell test_<name> is the same in solutions/ and in the release, without hidden tests; its
+    twin test_<name>_hidden ends with the hidden block, check_<name>(<name>, seed=hidden_seed(1)), and Part A's
+    test_<name>_semantic with a hidden semantic check; released, both are their comment only (nbgrader restores
+    the blocks from the gradebook at autograde)."""
     if load_template(part) is None:
         pytest.skip(f"no template course/notebooks/{part}.py yet")
     source = {c.id: c for c in check_cells(nbformat.read(solution_path(REPO_ROOT, part), as_version=4))}
     released = {c.id: c for c in check_cells(nbformat.read(REPO_ROOT / "assignments" / part / f"{part}.ipynb",
                                                            as_version=4))}
     assert source and set(source) == set(released)
-    for gid, cell in source.items():
+    public = [gid for gid in source if not gid.endswith(("_hidden", "_semantic"))]
+    for gid in public:
         name = gid.removeprefix("test_")
-        visible, hidden = cell.source.split(f"\n{BEGIN_HIDDEN}\n")
-        assert hidden == f"{HIDDEN_IMPORT}\ncheck_{name}({name}, seed=hidden_seed(1))\n{END_HIDDEN}", gid
-        assert released[gid].source == visible, f"{gid}: the released cell must be the visible part only"
-        assert BEGIN_HIDDEN not in released[gid].source and END_HIDDEN not in released[gid].source
-        assert "seed" not in released[gid].source
+        assert BEGIN_HIDDEN not in source[gid].source and released[gid].source == source[gid].source, gid
+        visible, hidden = source[f"{gid}_hidden"].source.split(f"\n{BEGIN_HIDDEN}\n")
+        assert hidden == (f"from fwd_kit.checks import check_{name}\n{HIDDEN_IMPORT}\n"
+                          f"check_{name}({name}, seed=hidden_seed(1))\n{END_HIDDEN}"), gid
+        assert released[f"{gid}_hidden"].source == visible, f"{gid}_hidden: the released cell must be its comment"
+    semantic = [gid for gid in source if gid.endswith("_semantic")]
+    assert bool(semantic) == (part == "partA") and set(source) == {*public, *(f"{g}_hidden" for g in public), *semantic}
+    for gid in semantic:
+        visible, hidden = source[gid].source.split(f"\n{BEGIN_HIDDEN}\n")
+        assert hidden.startswith("from autograder.semantic import check_") and hidden.endswith(END_HIDDEN), gid
+        assert released[gid].source == visible
+    for gid, cell in released.items():
+        assert BEGIN_HIDDEN not in cell.source and END_HIDDEN not in cell.source and "seed" not in cell.source, gid
+        if gid not in public:  # nothing for students to run: comments only
+            assert all(line.startswith("# ") for line in cell.source.splitlines()), gid
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -298,6 +326,13 @@ def test_every_check_cell_calls_an_existing_public_check(part):
     called = set()
     for cell in check_cells(nb):
         tree = ast.parse(cell.source)
+        if cell.id.endswith("_semantic"):  # the graders' semantic test (autograder.semantic), hidden in the release
+            from autograder.semantic import SEMANTIC
+
+            imports = [a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "autograder.semantic"
+                       for a in n.names]
+            assert imports == [SEMANTIC[cell.id[len("test_"):-len("_semantic")]].__name__], cell.id
+            continue
         imports = [a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "fwd_kit.checks"
                    for a in n.names]
         assert imports, f"{cell.id} must import its check from the student kit, fwd_kit.checks"
@@ -366,9 +401,10 @@ def test_student_notebook_checks_fail_with_not_implemented(part, tmp_path, monke
     for cell in check_cells(nb):
         errs = errors(cell)
         names[cell.id] = errs[0].ename if errs else None
-    assert names == {c.id: "NotImplementedError" for c in check_cells(nb)}
+    assert names == {c.id: None if c.id.endswith(("_hidden", "_semantic")) else "NotImplementedError"
+                     for c in check_cells(nb)}  # the hidden and semantic cells are comments until grading
     if part == "partB":
-        assert set(names) == {f"test_{name}" for name in PARTB_GRADED if name not in CHECKED_THROUGH}
+        assert {n for n in names if names[n]} == {f"test_{name}" for name in PARTB_GRADED if name not in CHECKED_THROUGH}
 
 
 def nbgrader_validate(path: Path) -> str:

@@ -8,6 +8,7 @@ import builtins
 import inspect
 import textwrap
 
+from autograder.rubric import rubric
 from course.notebooks import partA
 from course.notebooks.cells import Check, Code, Markdown, Reflection, Solution
 
@@ -53,8 +54,11 @@ def test_every_student_function_is_asked_for_once_and_checked_right_after():
             name = cell.grade_id
             check = cells[k + 1]
             assert isinstance(check, Check), f"{name} must be followed by its Check"
-            assert check.grade_id == f"test_{name}" and check.points > 0
-            assert check.source == f"from fwd_kit.checks import check_{name}\ncheck_{name}({name})"
+            row = rubric("partA").of(name)  # the points, hidden and semantic tests of the rubric
+            assert check.grade_id == f"test_{name}" and (check.points, check.hidden_points) == (row.public, row.hidden)
+            assert check.semantic_points == row.semantic and bool(check.semantic) == bool(row.semantic)
+            assert check.source == f"from fwd_kit.checks import check_{name}\n\ncheck_{name}({name})"
+            assert cell.note.startswith(f"{row.points:g} points:")
             assert cell.obj.__module__.startswith("reference."), "a Solution lifts the reference source"
 
 
@@ -63,6 +67,7 @@ def test_grade_ids_are_unique_and_reflections_have_points():
     assert len(ids) == len(set(ids))
     reflections = [c for c in partA.CELLS if isinstance(c, Reflection)]
     assert len(reflections) >= 8 and all(r.points > 0 and r.prompt.strip() for r in reflections)
+    assert [(r.grade_id, r.points) for r in reflections] == [(w.grade_id, w.points) for w in rubric("partA").written]
 
 
 def test_the_first_cell_of_code_is_the_parameters_cell():

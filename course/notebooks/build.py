@@ -5,12 +5,16 @@ A template (``course/notebooks/partA.py``, ``partB.py``) is a list ``CELLS`` of 
 
     Markdown    markdown cell, nbgrader read-only (locked)            grade_id md_<index>
     Code        code cell students may edit (tags kept, e.g. "parameters")
-    Solution    autograded answer: the reference source, body between
+    Solution    autograded answer: a comment with its points, then the
+                reference source, body between
                 ### BEGIN SOLUTION / ### END SOLUTION                 grade_id = the function's name
-    Check       autograder test cell, locked, with points: the visible  grade_id given
-                check call, then ### BEGIN HIDDEN TESTS / the same
-                call with seed=hidden_seed(1) / ### END HIDDEN TESTS (nbgrader strips
-                the block on release and restores it at autograde)
+    Check       autograder test cells, locked, one per block of the
+                rubric's points (autograder/rubric.py):
+                the visible check call                                grade_id given (test_<name>)
+                a comment, then ### BEGIN HIDDEN TESTS / the same
+                call with seed=hidden_seed(1) / ### END HIDDEN TESTS  test_<name>_hidden
+                a comment, then a hidden semantic check (Part A)      test_<name>_semantic
+                (nbgrader strips the hidden blocks on release and restores them at autograde)
     Reflection  read-only question cell, then a manually graded
                 markdown answer cell with points                      grade_id given (+ "_question")
 
@@ -32,6 +36,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from autograder.rubric import ANSWER_STUB  # what nbgrader puts in a released written-answer cell
 from course.notebooks.cells import Check, Code, Markdown, Reflection, Solution
 
 PARTS = ("partA", "partB")  # one nbgrader assignment per part, one notebook each
@@ -41,7 +46,6 @@ RELEASE_DIR = "assignments"  # nbgrader's release_directory
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_IMPORT = "from autograder.hidden import hidden_seed  # the graders' secret inputs, never in the kit"
-ANSWER_STUB = "YOUR ANSWER HERE"  # what nbgrader puts in a released written-answer cell
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -140,11 +144,13 @@ def with_seed(call: ast.Call, run: int) -> str:
 
 
 def hidden_tests(source: str, seeds) -> str:
-    """nbgrader's hidden-test block: every check call of ``source`` again with ``seed=s`` for each seed.
+    """nbgrader's hidden-test block: the imports of ``source``, then every check call of it again with
+    ``seed=s`` for each seed.
 
-    ``check_forward(forward)`` with seeds (1,) gives::
+    ``from fwd_kit.checks import check_forward`` / ``check_forward(forward)`` with seeds (1,) gives::
 
         ### BEGIN HIDDEN TESTS
+        from fwd_kit.checks import check_forward
         from autograder.hidden import hidden_seed  # ...
         check_forward(forward, seed=hidden_seed(1))
         ### END HIDDEN TESTS
@@ -153,25 +159,61 @@ def hidden_tests(source: str, seeds) -> str:
     if not calls:
         raise ValueError(f"a Check cell with hidden seeds must call a check_<name>(...) at top level, so that "
                          f"the hidden tests can call it again with another seed; its source is:\n{source}")
-    lines = [HIDDEN_IMPORT] + [with_seed(call, seed) for seed in seeds for call in calls]
+    imports = [ast.unparse(s) for s in ast.parse(source).body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    lines = [*imports, HIDDEN_IMPORT] + [with_seed(call, seed) for seed in seeds for call in calls]
     return "\n".join([BEGIN_HIDDEN, *lines, END_HIDDEN])
 
 
-def check_source(cell: Check) -> str:
-    """A Check cell's source in the solution notebook: the visible part, then its hidden tests (if any)."""
+def hidden_cell_source(cell: Check, name: str) -> str:
+    """The hidden-tests cell: a comment students see, then the hidden block (solution notebook only)."""
+    if not cell.hidden_seeds:
+        raise ValueError(f"{cell.grade_id}: hidden points need hidden seeds to call the check with.")
+    note = (f"Hidden tests of {name} ({_points(cell.hidden_points)}): the check above again, on inputs only the "
+            "graders have. They run when your notebook is graded; until then this cell does nothing.")
+    return noted(hidden_tests(cell.source, cell.hidden_seeds), note)
+
+
+def semantic_cell_source(cell: Check, name: str) -> str:
+    """The semantic-test cell: a comment students see, then the semantic check, hidden in the release."""
+    note = (f"Semantic test of {name} ({_points(cell.semantic_points)}): does a digit drawn with it by the course's "
+            "digit model read as its prompt to an MNIST classifier? It runs when your notebook is graded; until then "
+            "this cell does nothing.")
+    return noted(f"{BEGIN_HIDDEN}\n{cell.semantic.strip()}\n{END_HIDDEN}", note)
+
+
+def _points(n: float) -> str:
+    return f"{n:g} point{'' if n == 1 else 's'}"
+
+
+def check_cells(cell: Check) -> list[tuple[str, float, str]]:
+    """(grade_id, points, source) of each test cell of a Check: the public check, then its hidden tests and
+    its semantic test where it has points for them."""
     visible = cell.source.strip("\n")
     if BEGIN_HIDDEN in visible or END_HIDDEN in visible:
         raise ValueError(f"{cell.grade_id}: write only the visible call; the build adds the hidden tests.")
-    if not cell.hidden_seeds:
-        return visible
-    return f"{visible}\n{hidden_tests(visible, cell.hidden_seeds)}"
+    name = cell.grade_id.removeprefix("test_")
+    cells = [(cell.grade_id, cell.points, visible)]
+    if cell.hidden_points:
+        cells.append((f"{cell.grade_id}_hidden", cell.hidden_points, hidden_cell_source(cell, name)))
+    if cell.semantic_points:
+        if not cell.semantic.strip():
+            raise ValueError(f"{cell.grade_id}: semantic points need the semantic check's source.")
+        cells.append((f"{cell.grade_id}_semantic", cell.semantic_points, semantic_cell_source(cell, name)))
+    return cells
+
+
+def noted(source: str, note: str) -> str:
+    """``source`` under a comment holding ``note`` (wrapped at 110 columns)."""
+    if not note:
+        return source
+    return "\n".join(textwrap.wrap(note, 110, initial_indent="# ", subsequent_indent="# ")) + "\n" + source
 
 
 # ---------------------------------------------------------------------------------------------------
 # Cells and notebooks
 
 
-def _nbgrader(grade_id: str, *, grade: bool, solution: bool, locked: bool, points: int | None = None) -> dict:
+def _nbgrader(grade_id: str, *, grade: bool, solution: bool, locked: bool, points: float | None = None) -> dict:
     meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
             "solution": solution, "task": False}
     if points is not None:
@@ -191,12 +233,12 @@ def build_cells(cell, index: int) -> list:
         return [new_code_cell(cell.source.strip("\n"), id=f"code-{index:03d}", metadata=metadata)]
     if isinstance(cell, Solution):
         gid = cell.grade_id
-        return [new_code_cell(solution_source(cell.obj), id=gid,
+        return [new_code_cell(noted(solution_source(cell.obj), cell.note), id=gid,
                               metadata=_nbgrader(gid, grade=False, solution=True, locked=False))]
     if isinstance(cell, Check):
-        return [new_code_cell(check_source(cell), id=cell.grade_id,
-                              metadata=_nbgrader(cell.grade_id, grade=True, solution=False, locked=True,
-                                                 points=cell.points))]
+        return [new_code_cell(source, id=gid, metadata=_nbgrader(gid, grade=True, solution=False, locked=True,
+                                                                 points=points))
+                for gid, points, source in check_cells(cell)]
     if isinstance(cell, Reflection):
         qid = f"{cell.grade_id}_question"
         answer = getattr(cell, "answer", "") or ANSWER_STUB

@@ -25,7 +25,7 @@ from course.notebooks.partA_stages import (
     UPSAMPLING,
     code,
     md,
-    reflect,
+    written,
 )
 
 SETUP = [
@@ -213,8 +213,7 @@ PART0 = [
                   deliverable=note("A0-samples", key=f"steps-{steps}", items=PART0_PROMPTS, steps=steps, seed=SEED,
                                    model=MODEL))
     '''),
-    reflect("reflect_part0", 2, "Which prompts did you use? How well does each image match its prompt, and how "
-               "do the results change with the number of inference steps? Report the seed you used."),
+    written("reflect_part0"),
 ]
 
 # The helpers students use but do not write; nothing a student implements is imported here.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from textwrap import dedent
 
-from course.notebooks.cells import Check, Code, Markdown, Reflection, Solution
+from course.notebooks.cells import Code, Markdown, graded, written
 from reference import denoise, editing, illusions
 
 
@@ -23,19 +23,6 @@ def md(text: str) -> Markdown:
 def code(source: str, tags: tuple[str, ...] = ()) -> Code:
     """Provided code, written indented in this file: dedented and stripped."""
     return Code(dedent(source).strip(), tags)
-
-
-def graded(obj, points: int) -> list:
-    """A student function and its public check: ``Solution(obj)`` then ``Check("test_<name>", ...)``."""
-    name = obj.__name__
-    source = f"from fwd_kit.checks import check_{name}\ncheck_{name}({name})"
-    return [Solution(obj), Check(f"test_{name}", points, source)]
-
-
-def reflect(grade_id: str, points: int, question: str) -> Reflection:
-    """A written answer graded by hand; the question cell says how many points it is worth."""
-    plural = "s" if points > 1 else ""
-    return Reflection(grade_id, points, f"**Written answer ({points} point{plural}).** {question}")
 
 
 FORWARD = [
@@ -53,7 +40,7 @@ FORWARD = [
     move the value to the image's device and dtype. When `noise` is not given, draw it with
     `gaussian_noise(x0.shape, generator, x0.device, x0.dtype)`.
     """),
-    *graded(denoise.forward, 2),
+    *graded(denoise.forward),
     code('''
     alphas_cumprod = stage_1.scheduler.alphas_cumprod  # ᾱ_t for t = 0, ..., 999
     g = torch.Generator(DEVICE).manual_seed(SEED)
@@ -75,8 +62,7 @@ FORWARD = [
               titles=[f"noisy, t = {t}" for t in noisy] + [f"blurred {BLUR[t]}" for t in noisy], ncols=3,
               deliverable=note("A1.2-blur", t=list(noisy), kernel_size_sigma=BLUR, seed=SEED))
     '''),
-    reflect("reflect_blur", 1, "Which kernel size and σ worked best at each noise level, and why can a blur "
-               "not recover the clean image?"),
+    written("reflect_blur"),
 ]
 
 ONE_STEP = [
@@ -92,8 +78,8 @@ ONE_STEP = [
     of the two outputs) followed by `estimate_x0`. The prompt here is a weak condition ("a high quality
     photo" for DeepFloyd, the empty prompt for the digit model).
     """),
-    *graded(denoise.estimate_x0, 1),
-    *graded(denoise.one_step_denoise, 1),
+    *graded(denoise.estimate_x0),
+    *graded(denoise.one_step_denoise),
     code('''
     one_step = {t: one_step_denoise(stage_1.unet, x, t, embed(EDIT_PROMPT), alphas_cumprod) for t, x in noisy.items()}
     show_grid([im for t in noisy for im in (test_image, noisy[t], one_step[t])],
@@ -110,7 +96,7 @@ ITERATIVE = [
     Running all 1000 steps is slow, so we skip along a **strided** list of timesteps, noisiest first:
     990, 960, …, 30, 0 (stride 30, 34 entries). Write `strided_timesteps`.
     """),
-    *graded(denoise.strided_timesteps, 1),
+    *graded(denoise.strided_timesteps),
     code('''
     timesteps = strided_timesteps(stride=STRIDE)  # 990, 960, ..., 30, 0
     set_strided_timesteps(stage_1.scheduler, timesteps)  # add_variance reads the next timestep from this list
@@ -130,7 +116,7 @@ ITERATIVE = [
     `iterative_denoise`: for `i` from `i_start` to `len(timesteps) - 2`, predict the noise, estimate $\hat x_0$,
     take the mean and add the variance. `i_start` is an index into the list, not a timestep.
     """),
-    *graded(denoise.denoise_step_mean, 2),
+    *graded(denoise.denoise_step_mean),
     code('''
     # Provided: one whole strided update from your own parts (the later loops use it).
     def denoise_step(scheduler, xt, eps, predicted_variance, t, t_prev, generator=None):
@@ -139,7 +125,7 @@ ITERATIVE = [
         mean = denoise_step_mean(xt, x0_hat, t, t_prev, scheduler.alphas_cumprod)
         return add_variance(scheduler, predicted_variance, t, mean, generator)
     '''),
-    *graded(denoise.iterative_denoise, 3),
+    *graded(denoise.iterative_denoise),
     code('''
     i_start = course_index(10)  # t = timesteps[10] = 690
     g = torch.Generator(DEVICE).manual_seed(SEED)
@@ -157,8 +143,7 @@ ITERATIVE = [
               deliverable=note("A1.4-comparison", caption=f"from t = {timesteps[i_start]}: iterative, one-step, blur",
                                t=timesteps[i_start], kernel_size_sigma=(5, 2.0), seed=SEED))
     '''),
-    reflect("reflect_denoising", 2, "Compare the Gaussian blur, the one-step estimate and iterative denoising "
-               "from t = 690. Which recovers the image best, what does each get wrong, and why?"),
+    written("reflect_denoising"),
 ]
 
 SAMPLING = [
@@ -191,8 +176,8 @@ SAMPLING = [
     variance; both branches fit in one UNet call on a batch of 2B), then `iterative_denoise_cfg`: the loop of
     1.4 with the guided estimate. Use CFG from here on.
     """),
-    *graded(denoise.cfg_noise, 2),
-    *graded(denoise.iterative_denoise_cfg, 2),
+    *graded(denoise.cfg_noise),
+    *graded(denoise.iterative_denoise_cfg),
     code('''
     g = torch.Generator(DEVICE).manual_seed(SEED)
     start_noise = gaussian_noise((N_SAMPLES, 3, SIZE, SIZE), g, DEVICE, DTYPE)  # the same noise as in 1.5
@@ -203,8 +188,7 @@ SAMPLING = [
               deliverable=note("A1.6-cfg-samples", items=[f"sample {k + 1}" for k in range(N_SAMPLES)],
                                prompt=SAMPLE_PROMPT, scale=7.0, seed=SEED))
     '''),
-    reflect("reflect_cfg", 2, "How do the CFG samples differ from those of 1.5, and why does extrapolating "
-               "past the conditional estimate (γ > 1) change them that way?"),
+    written("reflect_cfg"),
 ]
 
 EDITING = [
@@ -217,7 +201,7 @@ EDITING = [
     from `i_start`. A larger `i_start` means less noise, so the edit stays closer to the original. Show the
     test image and two images of your own at `i_start` = 1, 3, 5, 7, 10, 20.
     """),
-    *graded(editing.sdedit, 2),
+    *graded(editing.sdedit),
     code('''
     I_STARTS = (5, 10, 20) if FAST else SDEDIT_I_STARTS  # (1, 3, 5, 7, 10, 20): t = 960 ... 390
     I_STARTS = tuple(dict.fromkeys(map(course_index, I_STARTS)))  # the same unless STRIDE was changed
@@ -250,9 +234,7 @@ EDITING = [
     show_sdedit_sweep(drawn_images, [f"drawing {k + 1}" for k in range(len(drawn_images))], EDIT_PROMPT,
                       "A1.7.1-hand-drawn")
     '''),
-    reflect("reflect_sdedit", 2, "Describe how the edits change with i_start for the test image, your own "
-               "images, the web image and your drawings. At which level does the result stop looking like the "
-               "original, and why?"),
+    written("reflect_sdedit"),
     md(r"""
     ### 1.7.2 Inpainting
 
@@ -265,7 +247,7 @@ EDITING = [
     the strided update, and `check_mask` checks the mask). Inpaint the top of the test image and two of your
     own images with masks of your choice (`rect_mask`, `center_square_mask`, or a tensor you draw).
     """),
-    *graded(editing.inpaint, 3),
+    *graded(editing.inpaint),
     code('''
     S = SIZE
     masks = torch.cat([
@@ -284,8 +266,7 @@ EDITING = [
               deliverable=note("A1.7.2-own-images", items=["own 1", "own 2"], prompt=EDIT_PROMPT, scale=7.0,
                                seed=SEED))
     '''),
-    reflect("reflect_inpaint", 1, "Which masks did you choose, and how well does the inpainted region blend "
-               "with the kept pixels? Did rerunning with other seeds help?"),
+    written("reflect_inpaint"),
     md("""
     ### 1.7.3 Text-conditional image-to-image
 
@@ -296,8 +277,7 @@ EDITING = [
     show_sdedit_sweep([test_image], ["test image"], TEXT_EDIT_PROMPT, "A1.7.3-test-image")
     show_sdedit_sweep(own_images, ["own 1", "own 2"], TEXT_EDIT_PROMPT, "A1.7.3-own-images")
     '''),
-    reflect("reflect_text_edit", 1, "Which prompt did you use, and at which noise levels does the result "
-               "combine the prompt with the original image?"),
+    written("reflect_text_edit"),
 ]
 
 ANAGRAM = [
@@ -314,11 +294,11 @@ ANAGRAM = [
     `visual_anagram`, which takes any *view*: a pair `(view, inverse)` of functions on images. Each branch
     uses its own CFG with the empty prompt; add the variance predicted for the upright branch.
     """),
-    *graded(illusions.flip_upside_down, 1),
+    *graded(illusions.flip_upside_down),
     code('''
     flip_view = (flip_upside_down, flip_upside_down)  # (view, inverse): a flip is its own inverse
     '''),
-    *graded(illusions.visual_anagram, 3),
+    *graded(illusions.visual_anagram),
     code('''
     g = torch.Generator(DEVICE).manual_seed(SEED)
     xt = gaussian_noise((len(ANAGRAMS), 3, SIZE, SIZE), g, DEVICE, DTYPE)  # one anagram per prompt pair
@@ -330,8 +310,7 @@ ANAGRAM = [
               deliverable=note("A1.8-anagrams", items=[f"{p} / {q}" for p, q in ANAGRAMS], view="flip", scale=7.0,
                                seed=SEED))
     '''),
-    reflect("reflect_anagrams", 2, "Which prompt pairs did you choose, and why? Which anagrams work, and what "
-               "makes a pair of prompts easy or hard to combine?"),
+    written("reflect_anagrams"),
 ]
 
 HYBRID = [
@@ -347,9 +326,9 @@ HYBRID = [
     $f_\text{highpass}(x) = x - f_\text{lowpass}(x)$.
     Write `lowpass`, `highpass` and `make_hybrids` (add the average of the two conditional variances).
     """),
-    *graded(illusions.lowpass, 1),
-    *graded(illusions.highpass, 1),
-    *graded(illusions.make_hybrids, 3),
+    *graded(illusions.lowpass),
+    *graded(illusions.highpass),
+    *graded(illusions.make_hybrids),
     code('''
     g = torch.Generator(DEVICE).manual_seed(SEED)
     xt = gaussian_noise((len(HYBRIDS), 3, SIZE, SIZE), g, DEVICE, DTYPE)  # one hybrid per prompt pair
@@ -360,8 +339,7 @@ HYBRID = [
               ncols=2, deliverable=note("A1.9-hybrids", items=[f"{low} / {high}" for low, high in HYBRIDS],
                                         lowpass="Gaussian blur (33, 2)", scale=7.0, seed=SEED))
     '''),
-    reflect("reflect_hybrids", 2, "Which prompt pairs did you choose for the hybrids, and why? Does each "
-               "image read as the low-frequency prompt from afar and as the high-frequency one up close?"),
+    written("reflect_hybrids"),
 ]
 
 BELLS_AND_WHISTLES = [
@@ -372,9 +350,9 @@ BELLS_AND_WHISTLES = [
     Gaussian, so the UNet still sees a valid noisy image. Write a 90° rotation and its inverse, and colour
     inversion (negation in [-1, 1]), and make an anagram with each.
     """),
-    *graded(illusions.rot90_ccw, 1),
-    *graded(illusions.rot90_cw, 1),
-    *graded(illusions.negate, 1),
+    *graded(illusions.rot90_ccw),
+    *graded(illusions.rot90_cw),
+    *graded(illusions.negate),
     code('''
     rot90_view = (rot90_ccw, rot90_cw)
     negate_view = (negate, negate)
@@ -397,8 +375,7 @@ BELLS_AND_WHISTLES = [
     logo_i_starts = tuple(dict.fromkeys(map(course_index, (7,) if FAST else (3, 5, 7, 10))))
     show_sdedit_sweep([drawn_images[0]], ["drawing"], LOGO_PROMPT, "ABW-logo", i_starts=logo_i_starts)
     '''),
-    reflect("reflect_bells_whistles", 1, "Which extra views and which logo did you make, and how well did "
-               "they work?"),
+    written("reflect_bells_whistles"),
 ]
 
 UPSAMPLING = [

@@ -10,7 +10,7 @@ noise and t = 1 for data; DDPM uses t = 0 for clean digits (the notebook says so
 
 from __future__ import annotations
 
-from course.notebooks.cells import Code, Markdown, Reflection, graded
+from course.notebooks.cells import Code, Markdown, graded, written
 from course.notebooks.partB_ddpm import DDPM_CELLS
 from course.notebooks.partB_fm import FM_CELLS
 from reference import denoiser, unet
@@ -220,14 +220,14 @@ real value. Because of the 7×7 bottleneck the input must be exactly 28×28.
 (time) and `fc1_c`, `fc2_c` (class) when conditioned. Keep the `in_channels`, `num_hiddens` (and
 `num_classes`) arguments as attributes too.
 """),
-    *graded(unet.Conv, 1), *graded(unet.DownConv, 1), *graded(unet.UpConv, 1), *graded(unet.Flatten, 1),
-    *graded(unet.Unflatten, 1), *graded(unet.Concat, 1), *graded(unet.ConvBlock, 1),
-    *graded(unet.DownBlock, 1), *graded(unet.UpBlock, 1), *graded(unet.FCBlock, 1),
+    *graded(unet.Conv), *graded(unet.DownConv), *graded(unet.UpConv), *graded(unet.Flatten),
+    *graded(unet.Unflatten), *graded(unet.Concat), *graded(unet.ConvBlock),
+    *graded(unet.DownBlock), *graded(unet.UpBlock), *graded(unet.FCBlock),
     Markdown(r"""
 Now assemble the unconditional UNet from the ops above, following the diagram. `check_digits(x, C)`
 (provided) raises a clear error when `x` is not (N, C, 28, 28).
 """),
-    *graded(unet.UnconditionalUNet, 2),
+    *graded(unet.UnconditionalUNet),
 ]
 
 DENOISER = [
@@ -244,7 +244,7 @@ Write `add_noise`. Draw $\varepsilon$ with the given `generator` on `x`'s device
 passed (`torch.randn(..., generator=generator, device=x.device, dtype=x.dtype)`); `sigma` may be one
 number or one level per image.
 """),
-    *graded(denoiser.add_noise, 2),
+    *graded(denoiser.add_noise),
     Code('''
 # The noising process on one held-out digit, for the seven noise levels of the course.
 den_cfg = course_config("denoiser")
@@ -257,7 +257,7 @@ show(sigma_sweep([noisy], ["z = x + σε"], den_cfg.ood_sigmas, "noising process
 Now the training loss. Move the digits to the UNet's device and dtype (`device_and_dtype(unet)` is
 provided), noise them afresh on every call, and return the MSE between $D_\theta(z)$ and $x$.
 """),
-    *graded(denoiser.denoiser_loss, 2),
+    *graded(denoiser.denoiser_loss),
     Markdown(r"""
 ### Training the denoiser
 Course settings: $\sigma = 0.5$, $D = 128$, batch 256, Adam with learning rate $10^{-4}$, 5 epochs.
@@ -298,7 +298,7 @@ Same network, same training, but the input is pure noise, $z = \varepsilon \sim 
 and the target is still a clean digit: $L = \mathbb E\,\lVert D_\theta(\varepsilon) - x\rVert^2$.
 Write its loss (draw $\varepsilon$ with the generator, on the UNet's device and dtype).
 """),
-    *graded(denoiser.pure_noise_loss, 2),
+    *graded(denoiser.pure_noise_loss),
     Code('''
 pn_cfg = course_config("pure-noise")
 
@@ -321,11 +321,7 @@ outputs = denoise(pn_unet, torch.randn((5, 1, 28, 28), generator=generator(5), d
 show(mean_image_comparison(outputs, mean_digit, "outputs vs the average training digit"), "pure_noise_vs_mean",
      note("B1.2.3-mean", seed=SEED))
 '''),
-    Reflection("pure_noise_patterns", 3, r"""
-**Question.** Describe what the pure-noise denoiser produces after 1 and after 5 epochs. How do its
-outputs relate to the digits 0–9, and why does a network trained with the MSE loss end up there?
-(Hint: which single image minimises the average squared distance to a set of images?)
-""", answer=r"""
+    written("pure_noise_patterns", answer=r"""
 The outputs barely depend on the input noise: every sample is nearly the same blurry image, a
 superposition of many digits that looks like the average training image; after 5 epochs the outputs
 are smoother and closer to that average than after 1. The input $\varepsilon$ carries no information

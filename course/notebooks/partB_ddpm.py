@@ -23,7 +23,7 @@ $\varepsilon$, not a velocity, and is conditioned additively on time (`condition
 $\alpha_t = 1 - \beta_t$ and $\bar\alpha_t = \prod_{s \le t} \alpha_s$. Python arrays start at 0, so
 $\beta_t$ is `betas[t - 1]`.
 """),
-    *graded(ddpm.ddpm_schedule, 1),
+    *graded(ddpm.ddpm_schedule),
     Code('''
 # Provided: the schedule's coefficients recomputed in float64 (1 − ᾱ_t near t = 1 loses digits in
 # float32). _schedule64(schedule, num_ts) returns dict(betas, alphas, alpha_bars), float64 on the CPU.
@@ -35,7 +35,7 @@ $\{1, \dots, T\}$, then $\varepsilon \sim \mathcal N(0, I)$, noise
 $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\varepsilon$ and return
 $\lVert \varepsilon - \varepsilon_\theta(x_t, t/T)\rVert^2$ (mean).
 """),
-    *graded(ddpm.ddpm_forward, 3),
+    *graded(ddpm.ddpm_forward),
     Markdown(r"""
 **One sampling step (Algorithm B.2).** From $x_t$ and the predicted noise $\hat\varepsilon$, estimate
 the clean digit and step to $x_{t-1}$ ($\bar\alpha_0 = 1$; $z \sim \mathcal N(0, I)$ for $t > 1$, no
@@ -51,8 +51,8 @@ each $z$ in turn, from the generator. Write `ddpm_step` first (it has its own ch
 which calls it. With `return_trajectory=True` the sampler also returns the $T + 1$ iterates
 ($x_T$ first), for animations.
 """),
-    *graded(ddpm.ddpm_step, 1),
-    *graded(ddpm.ddpm_sample, 4),
+    *graded(ddpm.ddpm_step),
+    *graded(ddpm.ddpm_sample),
     Markdown(r"""
 Course settings: $D = 64$, batch 128, Adam with learning rate $10^{-3}$, `ExponentialLR`
 ($\gamma = 0.1^{1/20}$) each epoch, 20 epochs; samples after epochs 5 and 20. Set `DDPM_SECTION = False`
@@ -89,8 +89,8 @@ The same `ClassConditionalUNet`, trained with the class dropped to the zero vect
 $\varepsilon_c = \varepsilon_\theta(x_t, c, t/T)$, $\varepsilon_u = \varepsilon_\theta(x_t, 0, t/T)$ and
 $\gamma = 5$, then the same step as above.
 """),
-    *graded(ddpm.class_ddpm_forward, 3),
-    *graded(ddpm.class_ddpm_sample, 3),
+    *graded(ddpm.class_ddpm_forward),
+    *graded(ddpm.class_ddpm_sample),
     Code('''
 cdd_cfg = course_config("class-ddpm")
 cdd_schedule = {k: v.to(DEVICE) for k, v in ddpm_schedule(cdd_cfg.beta1, cdd_cfg.beta2, cdd_cfg.num_ts).items()}

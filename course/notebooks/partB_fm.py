@@ -6,7 +6,7 @@ Cells of ``course.notebooks.partB``; solutions lifted from ``reference.unet`` an
 
 from __future__ import annotations
 
-from course.notebooks.cells import Code, Markdown, Reflection, graded
+from course.notebooks.cells import Code, Markdown, graded, written
 from reference import flow_matching, unet
 
 TIME = [
@@ -28,8 +28,8 @@ $$L = \mathbb E_{x_0,\,x_1,\,t \sim U[0,1]}\ \lVert (x_1 - x_0) - u_\theta(x_t, 
 
 Write `interpolate` (one $t$ per image, broadcast over the pixels) and `flow_target`.
 """),
-    *graded(flow_matching.interpolate, 1),
-    *graded(flow_matching.flow_target, 1),
+    *graded(flow_matching.interpolate),
+    *graded(flow_matching.flow_target),
     Markdown(r"""
 ### Conditioning the UNet on time
 Two `FCBlock`s embed the time $t$, given as an (N, 1) column (`time_column(t, N, x)` turns a number,
@@ -38,7 +38,7 @@ Reshape them to (N, C, 1, 1) and **multiply** them into the network at the two i
 `unflatten = unflatten * t1` and `up1 = up1 * t2`. The reference also supports the additive DDPM
 variant (`conditioning="ddpm"`: `unflatten + t1`, `up1 + t2`), used in the optional section 4.
 """),
-    *graded(unet.TimeConditionalUNet, 2),
+    *graded(unet.TimeConditionalUNet),
     Markdown(r"""
 ### Training and sampling
 **Training (Algorithm B.1)**, for a batch of digits $x_1$: draw $t \sim U[0, 1]$ per image, then
@@ -51,8 +51,8 @@ $t = i/T$, update $x \leftarrow x + \frac1T\,u_\theta(x, t)$. Run the UNet in ev
 gradients (`with eval_mode(unet), torch.no_grad():`) so BatchNorm uses its running statistics.
 With `return_trajectory=True`, also return the list of the $T + 1$ iterates (for animations).
 """),
-    *graded(flow_matching.time_fm_forward, 3),
-    *graded(flow_matching.time_fm_sample, 3),
+    *graded(flow_matching.time_fm_forward),
+    *graded(flow_matching.time_fm_sample),
     Markdown(r"""
 Course settings: $D = 64$, batch 64, Adam with learning rate $10^{-2}$ decayed by
 `ExponentialLR(γ = 0.1^{1/10})` each epoch, 10 epochs, 50 Euler steps. Samples after epochs 1, 5
@@ -91,7 +91,7 @@ numbers (`one_hot(labels)` is provided); the zero vector means "no class". Two m
 `forward(x, c, t, mask=None)`: when a `mask` (N,) is given, a 0 drops that sample's class
 (`c = c * mask`).
 """),
-    *graded(unet.ClassConditionalUNet, 2),
+    *graded(unet.ClassConditionalUNet),
     Markdown(r"""
 **Training (Algorithm B.3)** is Algorithm B.1 with the class: $c$ = one-hot labels, each row set to
 the zero vector with probability $p_\text{uncond} = 0.1$ (so that the same network also learns the
@@ -106,8 +106,8 @@ $$u = u_u + \gamma\,(u_c - u_u), \qquad x \leftarrow x + \tfrac1T\,u,$$
 with guidance scale $\gamma = 5$. ($\gamma = 1$ is the plain conditional flow; one UNet call on a
 batch of $2N$ does both branches.)
 """),
-    *graded(flow_matching.class_fm_forward, 3),
-    *graded(flow_matching.class_fm_sample, 3),
+    *graded(flow_matching.class_fm_forward),
+    *graded(flow_matching.class_fm_sample),
     Markdown(r"""
 Same settings as the time-only model (10 epochs); every figure shows 4 samples of each digit, drawn
 with $\gamma = 5$.
@@ -149,10 +149,7 @@ samples, frames = class_fm_sample(cfm_unet, grid_labels, (28, 28), cfm_cfg.num_t
                                   return_trajectory=True)
 print("animation:", write_gif(frames, OUT / "class_fm_trajectory.gif", nrow=10))
 '''),
-    Reflection("cfg_effect", 2, r"""
-**Question.** What does classifier-free guidance do to the samples? Compare the rows $\gamma = 0, 1,
-5, 10$ above and explain the effect from the formula $u = u_u + \gamma(u_c - u_u)$.
-""", answer=r"""
+    written("cfg_effect", answer=r"""
 With $\gamma = 0$ the flow ignores the class: the samples are random, often malformed digits. With
 $\gamma = 1$ they follow the conditional flow and mostly show the requested digit, but some are weak
 or ambiguous. $\gamma > 1$ extrapolates past the conditional velocity, away from the unconditional
@@ -182,10 +179,7 @@ show(loss_curve(ns_losses, ns_steps, f"class-conditioned flow matching without s
      "class_fm_no_scheduler_loss", note("B2.6-no-scheduler-loss", epochs=ns_cfg.epochs, lr=ns_cfg.lr,
                                         use_scheduler=ns_cfg.use_scheduler))
 '''),
-    Reflection("no_scheduler", 3, r"""
-**Question.** What did you change to train without the scheduler, why does it compensate for the
-missing decay, and how do your samples and loss curve compare with the scheduled run?
-""", answer=r"""
+    written("no_scheduler", answer=r"""
 A constant learning rate of $10^{-3}$ instead of $10^{-2}$ decayed towards $10^{-3}$. The scheduler's
 job is to take large steps early (fast progress) and small steps late, so that the weights settle
 instead of jittering around a minimum with the noise of the stochastic gradients. A constant rate at
