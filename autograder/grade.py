@@ -2,7 +2,9 @@
 reference on the same inputs and randomness, with the student's code isolated in a sandboxed process.
 
 For each submission: find the notebook (:mod:`autograder.notebook`), keep the definitions of the graded
-functions and classes, start the student's process (:mod:`autograder.sandbox`) and run the tests —
+functions and classes, and run the tests in two sandboxed processes (:mod:`autograder.sandbox`), one after
+the other: the public and semantic tests in one whose printed output may be shown, then the hidden tests
+in one whose output is never read, so that nothing a hidden input touches reaches anyone —
 
 - **public**: the check the notebook itself runs after the function (same inputs), points as in the notebook;
 - **hidden**: the same check on other inputs (a seed derived from the offering's secret, see
@@ -11,10 +13,10 @@ functions and classes, start the student's process (:mod:`autograder.sandbox`) a
 - **semantic** (Part A): a sample drawn with the student's loop by the course's digit model, read by the
   project's MNIST classifier (:mod:`autograder.semantic`).
 
-Each mistake costs its own points once: a test of a function that calls other graded functions, failing
-with the student's own, runs again with the course's definitions of those in a second sandboxed process
-that is never shown (:mod:`autograder.course_helpers`); if it passes there it keeps its points and says
-which helper to look at. A hidden test shows only the check's question, or the type of the exception the
+Each mistake costs its own points once and is always charged to someone (:mod:`autograder.charges`): a
+failed test of a function that calls other graded ones is judged again in the hidden tests' process, with
+the course's version of it computed in the grader over the student's own helpers; it keeps its points when
+it agrees and a helper is to blame, and the message names that helper. A hidden test shows only the check's question, or the type of the exception the
 student's code raised — never its message, traceback or prints. The choices the course leaves open (a
 clamped x̂0, which variance the illusions add, the order of random draws, …) pass every check; they are
 listed in :data:`fwd_kit.checks.compare.OPEN_CHOICES`.
@@ -32,7 +34,8 @@ import traceback
 from pathlib import Path
 
 from autograder.catalogue import ARTIFACTS_FILE, PARTS, Test, all_tests, detect_part, load_assignment
-from autograder.course_helpers import HelperRuns, grader_cell
+from autograder import isolation, memory
+from autograder.charges import Charges
 from autograder.expectations import load_or_build
 from autograder.hidden import ensure_secret
 from autograder.notebook import SubmissionError, extract, find_notebook, read_notebook
@@ -49,7 +52,7 @@ from autograder.reports import (
     write_with_sandbox_note,
 )
 from autograder.rubric import written_answers
-from autograder.running import run_test
+from autograder.running import check_passes, run_test
 from autograder.sandbox import Limits, Sandbox
 from fwd_kit import expected as expectations
 
@@ -111,51 +114,86 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         return Report(str(path), part, outcomes, message, seconds)
     every = all_tests(part, kinds, bundle)
     tests = [t for t in every if t.kind != "artifacts"]
+    refusal = start_isolation(part)
+    if refusal:
+        message = f"This submission was not graded: {refusal} (course staff: this is the grading machine's setup)"
+        return Report(str(path), part, [Outcome(t, 0.0, "failed", message) for t in every], message, seconds)
     extracted = extract(nb, assignment.graded, assignment.allowed_imports, assignment.provided)
     outcomes: list[Outcome] = []
-    notes = []
+    notes = [memory.staff_note()] if memory.staff_note() else []
     stored = stored_results(kinds, part)
-    sandbox = Sandbox(extracted.cells + [grader_cell()], assignment.preamble, limits)
-    helpers = HelperRuns(extracted.cells, assignment.preamble, assignment.graded, limits)  # started on first need
-    try:
+    shown_tests = [t for t in tests if t.kind != "hidden"]  # in a process whose output may be shown
+    sealed_tests = [t for t in tests if t.kind == "hidden"]  # after them, in one whose output is never read
+    order = shown_tests + sealed_tests
+    diffusers = part == "partA"
+    shown = Sandbox(extracted.cells, assignment.preamble, limits, shown=True, diffusers=diffusers)
+    sealed = Sandbox(extracted.cells, assignment.preamble, limits, shown=False, diffusers=diffusers)
+    stubs: set[int] = set()
+    printed = ""
+
+    def run(batch: list[Test], sandbox: Sandbox) -> None:
         try:
-            if tests:
+            if batch:
                 sandbox.start()
         except SandboxFailure as err:
             notes.append(f"Your code could not be started: {err}")
-        seconds["startup"] = sandbox.startup_s
-        for test in tests:
+        for test in batch:
             if time.perf_counter() - begin > total_s:
                 outcomes.append(Outcome(test, 0.0, "failed", f"Not run: grading this submission took longer than "
                                         f"{total_s:g} s in all."))
                 continue
             with expectations.forced("cached", stored=stored) if stored else contextlib.nullcontext():
-                outcome = run_test(test, sandbox, extracted.found, extracted.problems, extracted.missing,
-                                   assignment.classes, helpers)
+                outcome, stub = run_test(test, sandbox, extracted.found, extracted.problems, extracted.missing,
+                                         assignment.classes)
             outcomes.append(outcome)
+            if stub:
+                stubs.add(id(outcome))
             if progress is not None:
-                progress(provisional_report(path, part, outcomes, tests, seconds))
-        printed = sandbox.output_tail(1500)
+                progress(provisional_report(path, part, outcomes, order, seconds))
+
+    try:
+        run(shown_tests, shown)
+        printed = shown.output_tail(1500)
+        shown.close()
+        run(sealed_tests, sealed)
+        if time.perf_counter() - begin <= total_s:
+            Charges(extracted.cells, assignment.graded, assignment.classes).settle(outcomes, sealed, check_passes,
+                                                                                  stubs)
     finally:
-        sandbox.close()
-        helpers.close()
+        shown.close()
+        sealed.close()
+    rank = {id(t): i for i, t in enumerate(tests)}
+    outcomes.sort(key=lambda o: rank.get(id(o.test), len(rank)))
     artifacts = [t for t in every if t.kind == "artifacts"]
     if artifacts:
         more, note = artifact_outcomes(artifacts, find_artifacts(path, notebook_path), bundle)
         outcomes += more
         notes += [note] if note else []
-    seconds["startup"] = round(sandbox.startup_s, 2)  # processes started, cells loaded
-    seconds["student"] = round(sandbox.student_s, 2)  # the student's code answering calls (with transfers)
+    startup, student = shown.startup_s + sealed.startup_s, shown.student_s + sealed.student_s
+    seconds["startup"] = round(startup, 2)  # processes started, cells loaded
+    seconds["student"] = round(student, 2)  # the student's code answering calls (with transfers)
     seconds["total"] = round(time.perf_counter() - begin, 2)
-    seconds["tests"] = round(seconds["total"] - sandbox.startup_s, 2)
-    seconds["checks"] = round(seconds["tests"] - sandbox.student_s, 2)  # the reference and comparisons
+    seconds["tests"] = round(seconds["total"] - startup, 2)
+    seconds["checks"] = round(seconds["tests"] - student, 2)  # the reference and comparisons
     if extracted.missing:
         notes.append(f"Not found in the notebook: {', '.join(extracted.missing)}.")
-    if sandbox.skipped:
-        notes.append(f"{len(sandbox.skipped)} cell(s) ran too long while loading and were left out.")
+    if shown.skipped:
+        notes.append(f"{len(shown.skipped)} cell(s) ran too long while loading and were left out.")
     if printed.strip():
-        notes.append(f"What your code printed while being graded (last lines):\n{printed}")
+        notes.append(f"What your code printed during the public tests (last lines):\n{printed}")
+    if sealed_tests:
+        notes.append("What your code prints during the hidden tests is never shown.")
     return Report(str(path), part, outcomes, "\n".join(notes), seconds, written_answers(nb, part))
+
+
+def start_isolation(part: str) -> str:
+    """Before anything of the answers is loaded: the zygote (forked from this still clean process, see
+    :mod:`autograder.zygote`), the machine's layers; returns why grading must not start here ("" if it may)."""
+    from autograder import zygote
+
+    memory.protect_grader()
+    zygote.get(diffusers=part == "partA")
+    return isolation.refusal()
 
 
 def stored_results(kinds, part: str | None = None) -> dict | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 SECRET_ENV = "FWD_HIDDEN_SECRET"  # the secret itself (CI, Gradescope's run_autograder)
 SECRET_FILE_ENV = "FWD_HIDDEN_SECRET_FILE"  # a file holding it
 DEFAULT_SECRET_FILE = Path.home() / ".config" / "fun-with-diffusion" / "hidden_secret"
-SEED_RANGE = 1_000_000  # hidden seeds are 1 … SEED_RANGE; 0 is the public inputs
+SEED_RANGE = 2**62  # hidden seeds are 1 … SEED_RANGE (62 bits: never guessed from what they derive); 0: public
 HIDDEN_RUN = 1  # the hidden tests' seed is hidden_seed(HIDDEN_RUN)
 
 
@@ -27,12 +27,19 @@ def secret_file() -> Path:
     return Path(os.environ.get(SECRET_FILE_ENV) or DEFAULT_SECRET_FILE)
 
 
+SECRET_READ = False  # whether this process has read the secret (it may then never be a zygote's parent)
+
+
 def read_secret() -> str | None:
     """The offering's secret from the environment or the instructor's config file; None if there is none."""
+    global SECRET_READ
     if os.environ.get(SECRET_ENV):
+        SECRET_READ = True
         return os.environ[SECRET_ENV]
     path = secret_file()
-    return path.read_text().strip() or None if path.is_file() else None
+    secret = path.read_text().strip() or None if path.is_file() else None
+    SECRET_READ = SECRET_READ or secret is not None
+    return secret
 
 
 def ensure_secret(log=None) -> str:
@@ -43,6 +50,8 @@ def ensure_secret(log=None) -> str:
     path = secret_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(16)
+    global SECRET_READ
+    SECRET_READ = True
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")

@@ -1,43 +1,49 @@
-"""What the kernel of this machine offers to isolate the student's process, and the command that uses it.
+"""What the kernel of this machine offers to isolate the student's process, detected once per grader process.
 
-The student's process (:mod:`fwd_kit.grading.child`) is confined by layers, strongest first; each one
-that this machine lacks is reported once (:func:`notes`) and the next ones still apply:
+The student's process is forked by the grader's zygote (:mod:`autograder.zygote`) and confines itself
+before it reads its first request, layer by layer, strongest first:
 
-1. **bubblewrap** — its own mount, PID, network, IPC and UTS namespaces: the filesystem holds only the
-   Python installation, its libraries and the student kit (read-only; the packages ``reference``,
-   ``autograder`` and ``course`` are absent or masked), ``/proc`` of its own PID namespace, a minimal
-   ``/dev`` and a size-capped ``tmpfs`` scratch folder, the only writable place. No network at all; no
-   process of the submission outlives it (``--die-with-parent``, and the PID namespace dies with it).
-   As root, bwrap runs privileged and the child drops to :data:`SANDBOX_UID` with ``setpriv``; otherwise
-   bwrap makes an unprivileged user namespace.
-2. **another uid** (grader run as root) — the child runs as :data:`SANDBOX_UID`, so the grader's files,
-   its environment (``/proc/<pid>/environ``) and other submissions are closed to it by permission.
-3. **seccomp** and **Landlock**, installed by the child itself before any student code runs (here we only
-   detect them): no exec, fork, sockets, ptrace; files only under the read-only roots and the scratch.
+1. **namespaces** (:mod:`autograder.confine`) — its own mount, PID, network, IPC and UTS namespaces and a
+   new root holding only the Python installation, its libraries and the student kit, read-only (the
+   packages ``reference``, ``autograder`` and ``course`` masked), ``/proc`` of its own PID namespace, a
+   minimal ``/dev`` and a size-capped ``/scratch``. As root directly; otherwise through a user namespace.
+2. **another uid** (grader run as root) — each concurrent child its own uid (:func:`claim_uid`), no
+   groups, no capabilities, ``no_new_privs``.
+3. **seccomp** and **Landlock** (:mod:`fwd_kit.grading.kernel`): no exec, fork, sockets, ptrace, mknod,
+   chmod; files read only under the read-only roots, written only in the scratch folder, no device nodes.
 4. **rlimits** and the **audit hook** (always): memory, CPU, file size; friendly messages.
+
+What may not happen: student code run as root or as the grader's own user, or, without namespaces and
+Landlock, on a machine where the answers or the grader's files are readable by the child's uid. Then
+:func:`refusal` says what the staff must fix and grading does not start (:func:`autograder.grade.grade_submission`
+writes that line as the results).
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import importlib.util
 import os
-import shutil
 import site
-import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SANDBOX_UID = 65534  # "nobody": the uid and gid the child runs as when the grader is root
-SCRATCH = "/scratch"  # the child's writable folder inside bubblewrap (a tmpfs)
+UID_BASE = 63000  # the children's uids, when the grader is root: UID_BASE … UID_BASE + UID_SLOTS − 1
+UID_SLOTS = 64  # at most this many children at once on one machine
+UID_LOCKS = Path(tempfile.gettempdir()) / "fwd-sandbox-uids"  # a lock file per uid in use
+SCRATCH = "/scratch"  # the child's writable folder inside its namespaces (a tmpfs)
 HIDDEN_PACKAGES = ("reference", "autograder", "course")  # hold the answers and hidden checks: never visible
 KIT_PACKAGE = "fwd_kit"  # the student kit: the only package of ours the child imports
-SYSTEM_ROOTS = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+SYSTEM_ROOTS = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts",
                 "/sys/devices/system/cpu")  # read-only system paths the interpreter and torch use
 LINKED_TOP = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr on merged systems
-PROBE_TIMEOUT_S = 20.0  # seconds a trial start of a wrapped interpreter may take
+PROBE_TIMEOUT_S = 30.0  # seconds a trial child may take to confine itself
+NO_NAMESPACES_ENV = "FWD_SANDBOX_NO_NAMESPACES"  # "1": do not use namespaces (tests of the fallback)
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,12 @@ class Host:
     """The layers this machine offers (detected once, see :func:`host`)."""
 
     root: bool  # the grader runs as root
-    bwrap: str  # "" when bubblewrap is unusable, else "privileged" (as root) or "userns"
-    bwrap_path: str  # the bwrap executable
-    bwrap_size: bool  # bwrap supports --size (a capped scratch tmpfs)
-    drop_uid: bool  # the child runs as SANDBOX_UID
+    namespaces: str  # "" when they cannot be made, else "privileged" (as root) or "userns"
+    drop_uid: bool  # each child runs as a uid of its own (root only)
     seccomp: bool  # libseccomp loads and the kernel filters system calls
     landlock_abi: int  # Landlock ABI version, 0 when absent
     notes: tuple[str, ...]  # each missing layer, with why and what applies instead
+    refusal: str = ""  # why grading must not start here ("" when it may)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,72 +106,68 @@ def _outermost(paths) -> list[str]:
     return sorted(kept)
 
 
-# ---------------------------------------------------------------------------------------------------
-# The bubblewrap command
-
-
-def bwrap_arguments(mode: str, scratch_bytes: int, size_option: bool) -> list[str]:
-    """bwrap's options (without the command): namespaces, read-only roots, masks, ``/proc``, ``/dev``,
-    the scratch tmpfs. ``mode``: "privileged" (bwrap runs as root) or "userns"."""
-    if mode == "privileged":
-        args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # for setpriv only
-    else:
-        args = ["--unshare-all"]  # user namespace too; bwrap drops every capability of the child
-    args += ["--die-with-parent", "--new-session"]
-    roots = _outermost(r for r in read_roots() if not any(_inside(r, top) for top in LINKED_TOP))
-    made: set[str] = set()
-    for root in roots:  # parents created 0755, else privileged bwrap makes them 0700 (closed to the uid)
-        for parent in reversed(Path(root).parents):
-            p = str(parent)
-            if p != "/" and p not in made and not any(_inside(p, r) for r in roots):
-                args += ["--perms", "0755", "--dir", p]
-                made.add(p)
-    for top in LINKED_TOP:
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
+def landlock_roots(roots: list[str], hidden: list[str]) -> list[str]:
+    """``roots`` with every folder that holds a hidden package replaced by its other entries (Landlock can
+    only allow, never carve out)."""
+    result = []
     for root in roots:
-        args += ["--ro-bind", root, root]
-    for hidden in hidden_dirs():
-        if any(_inside(hidden, r) for r in roots):
-            args += ["--tmpfs", hidden]  # e.g. a wheel install: the package sits in site-packages
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += (["--size", str(scratch_bytes)] if size_option else []) + ["--perms", "1777", "--tmpfs", SCRATCH]
-    args += ["--remount-ro", "/", "--chdir", SCRATCH]
-    return args
+        inner = [h for h in hidden if h.startswith(root.rstrip("/") + "/")]
+        if not inner or not os.path.isdir(root):
+            result.append(root)
+            continue
+        for entry in sorted(os.listdir(root)):
+            path = os.path.join(root, entry)
+            if path in inner:
+                continue
+            result += landlock_roots([path], inner) if any(h.startswith(path + "/") for h in inner) else [path]
+    return result
 
 
-def wrap(command: list[str], scratch_bytes: int) -> tuple[list[str], dict]:
-    """The command that runs ``command`` (an interpreter and its arguments) in the isolation this machine
-    offers, and extra keyword arguments for :class:`subprocess.Popen` (the uid to run as)."""
-    h = host()
-    popen: dict = {}
-    if h.drop_uid and h.bwrap != "privileged":
-        popen = dict(user=SANDBOX_UID, group=SANDBOX_UID, extra_groups=[])
-    if not h.bwrap:
-        return list(command), popen
-    inner = list(command)
-    if h.bwrap == "privileged":
-        inner = [shutil.which("setpriv") or "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}",
-                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", *inner]
-    return [h.bwrap_path, *bwrap_arguments(h.bwrap, scratch_bytes, h.bwrap_size), *inner], popen
+def root_layout() -> dict:
+    """The new root of a child with namespaces: the read-only binds, the symlinks, the masked packages."""
+    roots = _outermost(r for r in read_roots() if not any(_inside(r, top) for top in LINKED_TOP))
+    links = [[top, os.readlink(top)] for top in LINKED_TOP if os.path.islink(top)]
+    binds = roots + [top for top in LINKED_TOP if os.path.isdir(top) and not os.path.islink(top)]
+    masked = [h for h in hidden_dirs() if any(_inside(h, r) for r in binds)]
+    return {"read_roots": binds, "links": links, "masked": masked}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The children's uids
+
+
+class UidClaim:
+    """A uid of :data:`UID_BASE`'s range held (by a lock file) while one child lives; ``release()`` frees it."""
+
+    def __init__(self, uid: int, fd: int):
+        self.uid, self.fd = uid, fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def claim_uid(wait_s: float = 600.0) -> UidClaim:
+    """A uid no other living child of this machine's graders uses (waits while all are taken)."""
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    end = time.monotonic() + wait_s
+    while True:
+        for slot in range(UID_SLOTS):
+            fd = os.open(UID_LOCKS / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return UidClaim(UID_BASE + slot, fd)
+        if time.monotonic() > end:
+            raise RuntimeError(f"all {UID_SLOTS} sandbox uids are in use")
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Detection
-
-
-def _trial(argv: list[str], **popen) -> bool:
-    """Whether ``argv`` starts and exits 0 (a trial start of a confined interpreter)."""
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=PROBE_TIMEOUT_S, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                              cwd="/", **popen)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return False
-    return done.returncode == 0
 
 
 def _seccomp_available() -> bool:
@@ -185,95 +186,130 @@ def _landlock_abi() -> int:
     if not sys.platform.startswith("linux"):
         return 0
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        abi = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # landlock_create_ruleset, VERSION
+        from fwd_kit.grading.kernel import landlock_abi
+
+        return landlock_abi()
     except (OSError, AttributeError):
         return 0
-    return max(0, int(abi))
 
 
-BOOTSTRAP = ("import sys; sys.path.append(sys.argv[1]); from fwd_kit.grading.child import main; "
-             "sys.exit(main(sys.argv[2:]))")  # the kit may sit in a checkout (editable install) off sys.path
+def probe_paths() -> list[str]:
+    """What a child must be able to read after its confinement: the kit, the standard library, torch."""
+    import torch
+
+    return [kit_dir(), os.path.dirname(os.__file__), os.path.dirname(torch.__file__)]
 
 
-def child_command(arguments: list[str]) -> list[str]:
-    """The interpreter command of the student's process: isolated mode (no environment, no user site),
-    the kit's parent folder appended to ``sys.path`` (only the kit is visible there under bubblewrap)."""
-    return [sys.executable, "-I", "-c", BOOTSTRAP, str(Path(kit_dir()).parent), *arguments]
+def _trial(zygote, spec: dict) -> int | None:
+    """Exit code of a trial child that confines itself as ``spec`` says and checks it can read what it needs."""
+    from autograder.zygote import trial
+
+    return trial(zygote, dict(spec, probe=probe_paths()), PROBE_TIMEOUT_S)
 
 
-def _probe_command() -> list[str]:
-    """A trial interpreter that finds the kit as the child will, and starts no grading."""
-    return [sys.executable, "-I", "-c", "import sys; sys.path.append(sys.argv[1]); import fwd_kit.grading",
-            str(Path(kit_dir()).parent)]
+def _readable_by_others(path: str) -> bool:
+    """Whether a uid that owns nothing could read ``path`` (every parent traversable, the file readable)."""
+    p = Path(path).resolve()
+    for parent in [*reversed(p.parents), p]:
+        mode = parent.stat().st_mode
+        if parent != p and not mode & 0o001:
+            return False
+    return bool(p.stat().st_mode & 0o004)
+
+
+def grader_files() -> list[str]:
+    """Files and folders of the grader that no child may read: the answers, the hidden checks, the secret."""
+    from autograder.hidden import secret_file
+
+    files = hidden_dirs()
+    if secret_file().is_file():
+        files.append(str(secret_file()))
+    stored = os.environ.get("FWD_GRADER_EXPECTATIONS")
+    if stored and os.path.exists(stored):
+        files.append(stored)
+    return files
 
 
 @functools.lru_cache(maxsize=1)
 def host() -> Host:
-    """Detect, once per grader process, which layers this machine offers."""
+    """Detect, once per grader process, which layers this machine offers (trial children of the zygote)."""
+    from autograder import zygote as zygotes
+
     root = os.geteuid() == 0
     notes: list[str] = []
-    bwrap_path = shutil.which("bwrap") or ""
-    size_option = False
-    if bwrap_path:
-        try:
-            size_option = "--size" in subprocess.run([bwrap_path, "--help"], capture_output=True, text=True,
-                                                     timeout=PROBE_TIMEOUT_S).stdout
-        except (OSError, subprocess.SubprocessError):
-            bwrap_path = ""
+    z = zygotes.get(diffusers=False)
+    layout = dict(root_layout(), scratch_bytes=1 << 20)
     mode = ""
-    drop_uid = False
-    nobody = dict(user=SANDBOX_UID, group=SANDBOX_UID, extra_groups=[])
-    if bwrap_path:
-        setpriv = shutil.which("setpriv")
-        bwrap_argv = lambda m: [bwrap_path, *bwrap_arguments(m, 1 << 20, size_option)]  # noqa: E731
-        if root and setpriv and _trial(bwrap_argv("privileged") + [setpriv, f"--reuid={SANDBOX_UID}",
-                                       f"--regid={SANDBOX_UID}", "--clear-groups", *_probe_command()]):
-            mode, drop_uid = "privileged", True
-        elif _trial(bwrap_argv("userns") + _probe_command(), **(nobody if root else {})):
-            mode, drop_uid = "userns", root
-        else:
-            notes.append("bubblewrap is installed but cannot make namespaces here (no user namespaces, or a "
-                         "container that forbids them): no private filesystem, PID or network namespace")
+    if os.environ.get(NO_NAMESPACES_ENV) == "1":
+        notes.append(f"namespaces switched off ({NO_NAMESPACES_ENV}=1)")
     else:
-        notes.append("bubblewrap (bwrap) is not installed: no private filesystem, PID or network namespace "
-                     "(apt-get install bubblewrap)")
-    if root and not drop_uid:
-        drop_uid = _trial(_probe_command(), **nobody)
+        claim = claim_uid() if root else None
+        try:
+            wanted = "privileged" if root else "userns"
+            code = _trial(z, dict(layout, namespaces=wanted, uid=claim.uid if claim else None))
+            if code == 0:
+                mode = wanted
+            else:
+                notes.append("the kernel or the container refuses new namespaces (no unshare, no user namespaces): "
+                             "no private filesystem, PID or network namespace")
+        finally:
+            if claim:
+                claim.release()
+    drop_uid = False
+    if root:
+        claim = claim_uid()
+        scratch = tempfile.mkdtemp(prefix="fwd-probe-")
+        os.chown(scratch, claim.uid, claim.uid)
+        try:
+            code = _trial(z, dict(namespaces=mode, uid=claim.uid, scratch=scratch, **(layout if mode else {})))
+        finally:
+            claim.release()
+            os.rmdir(scratch)
+        drop_uid = code == 0
         if not drop_uid:
-            notes.append(f"uid {SANDBOX_UID} cannot run this Python installation: the student's process runs as "
-                         "root, confined by seccomp, Landlock and the audit hook only")
-    elif not root and not mode:
-        notes.append("the grader is not root: the student's process runs as the grader's own user")
+            notes.append(f"uids {UID_BASE}… cannot read this Python installation or the kit (exit {code})")
     seccomp = _seccomp_available()
     if not seccomp:
         notes.append("seccomp is unavailable (libseccomp.so.2 missing or the kernel lacks it): exec, fork and "
                      "sockets are refused by the audit hook only, which native code bypasses")
     abi = _landlock_abi()
-    if not abi and not mode:
+    if not abi:
         notes.append("the kernel has no Landlock: files outside the scratch folder are guarded by "
-                     "permissions and the audit hook only")
-    if drop_uid and not mode and not abi:
-        readable = [d for d in hidden_dirs() if os.stat(d).st_mode & 0o005]
-        if readable:
-            notes.append(f"{', '.join(readable)} can be read by uid {SANDBOX_UID} (no bubblewrap, no Landlock "
-                         "here): chmod -R o-rwx them")
-    if not size_option and mode:
-        notes.append("this bwrap has no --size option: the scratch tmpfs is capped by memory only")
-    return Host(root, mode, bwrap_path, size_option, drop_uid, seccomp, abi, tuple(notes))
+                     + ("the namespaces" if mode else "permissions") + " and the audit hook")
+    refusal = ""
+    if not mode and not drop_uid:
+        who = "root" if root else "the grader's own user"
+        fix = (f"make the Python installation and the kit readable by other users (chmod -R o+rX), so that "
+               f"the student's process can run as uid {UID_BASE}…") if root else \
+            "run the grader as root, or on a kernel that allows user namespaces"
+        refusal = (f"the student's code would run as {who} here (no namespaces, no other uid): grading refuses to "
+                   f"start. To fix: {fix}.")
+    elif not mode and not abi:
+        exposed = [f for f in grader_files() if _readable_by_others(f)]
+        if exposed:
+            refusal = (f"with neither namespaces nor Landlock here, {', '.join(exposed)} would be readable by the "
+                       "student's process: grading refuses to start. To fix: chmod -R go-rwx them (or install "
+                       "on a kernel with Landlock).")
+    return Host(root, mode, drop_uid, seccomp, abi, tuple(notes), refusal)
+
+
+def refusal() -> str:
+    """Why grading must not start on this machine ("" when it may)."""
+    return host().refusal
 
 
 def describe() -> list[str]:
     """The layers that confine the student's process on this machine, for logs and tests."""
     h = host()
     layers = []
-    if h.bwrap:
-        layers.append(f"bubblewrap ({h.bwrap}: own mount, PID, network, IPC namespaces; read-only roots; "
-                      "scratch tmpfs)")
+    if h.namespaces:
+        layers.append(f"namespaces ({h.namespaces}: own mount, PID, network, IPC; read-only roots; scratch tmpfs)")
     if h.drop_uid:
-        layers.append(f"uid {SANDBOX_UID}")
+        layers.append(f"a uid of its own ({UID_BASE}+), no capabilities")
+    elif h.namespaces == "userns":
+        layers.append("no capabilities")
     if h.seccomp:
-        layers.append("seccomp (no exec, fork, sockets, ptrace)")
+        layers.append("seccomp (no exec, fork, sockets, ptrace, mknod, chmod)")
     if h.landlock_abi:
         layers.append(f"Landlock ABI {h.landlock_abi}")
     return layers + ["rlimits", "audit hook"]
@@ -293,6 +329,8 @@ def report_once(log=None) -> str:
     missing = notes()
     if missing:
         line += ". Missing: " + "; ".join(missing)
+    if host().refusal:
+        line += ". Refused: " + host().refusal
     if not _REPORTED:
         _REPORTED.append(True)
         (log or (lambda text: print(text, file=sys.stderr, flush=True)))(line)

@@ -22,7 +22,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from autograder.wire import Decoder, Encoder, WireError
+from fwd_kit.grading.wire import Decoder, Encoder
 
 
 class StudentError(Exception):
@@ -47,7 +47,7 @@ def _records_calls(module: nn.Module) -> bool:
 
 
 MAX_REPLAYED_CALLS = 4096  # recorded model calls replayed after one call of the student's code
-MAX_REPLAYED_MB = 256  # megabytes of tensors those calls may refer to (a tensor counts once per reference)
+MAX_REPLAYED_MB = 64  # megabytes of tensors those calls may refer to (a tensor counts once per reference)
 MAX_REPLAY_S = 300.0  # seconds the grader spends replaying them
 
 
@@ -97,22 +97,31 @@ class Channel:
 
 
 def _call(channel, message: dict, args: tuple, kwargs: dict):
-    """Send one operation with arguments; decode the result; replay recorded model calls; update generators."""
+    """Send one operation with arguments; decode the result; replay recorded model calls; update generators.
+    Whatever the reply holds, a failure to read it is a :class:`SandboxFailure` (never the grader's crash)."""
     encoder = Encoder()
     message = dict(message, args=encoder.encode(list(args)), kwargs=encoder.encode(dict(kwargs)),
                    modules=encoder.modules,
                    record=[mid for mid, m in encoder.sent_modules.items() if _records_calls(m)])
     reply, tensors = channel.request(message, encoder.tensors)
-    if not reply.get("ok"):
-        error = reply.get("error") or {}
-        kind, text, lines = str(error.get("type", "Error")), str(error.get("message", "")), error.get("traceback", [])
-        cls = StudentNotImplemented if kind == "NotImplementedError" else StudentError
-        raise cls(kind, text, [str(line) for line in lines][:40])
-    decoder = Decoder(tensors, allow_objects=False)
-    calls = reply.get("calls") or {}
-    check_replay_budget(calls, tensors)
-    deadline = time.monotonic() + MAX_REPLAY_S
     try:
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            kind, text = str(error.get("type", "Error"))[:200], str(error.get("message", ""))[:2000]
+            lines = [str(line)[:500] for line in list(error.get("traceback") or [])[:40]]
+        else:
+            kind = None
+    except Exception as err:  # noqa: BLE001 - a reply of another shape
+        raise SandboxFailure(f"the student's process sent a reply the grader cannot read ({type(err).__name__})") \
+            from None
+    if kind is not None:
+        cls = StudentNotImplemented if kind == "NotImplementedError" else StudentError
+        raise cls(kind, text, lines)
+    try:
+        decoder = Decoder(tensors, allow_objects=False)
+        calls = reply.get("calls") or {}
+        check_replay_budget(calls, tensors)
+        deadline = time.monotonic() + MAX_REPLAY_S
         result = decoder.decode(reply["result"])
         for module_id, records in calls.items():
             module = encoder.sent_modules[module_id]
@@ -122,19 +131,57 @@ def _call(channel, message: dict, args: tuple, kwargs: dict):
             module.train(bool(reply.get("training", {}).get(module_id, module.training)))
         for key, state_key in (reply.get("generators") or {}).items():
             encoder.generators[key].set_state(decoder.tensor(state_key).to(torch.uint8))
-    except (KeyError, TypeError, WireError, RuntimeError) as err:
-        raise SandboxFailure(f"the student's process sent a reply the grader cannot read ({err})") from None
+    except (SandboxFailure, AssertionError):  # an assertion: a check's recorder judging a replayed call
+        raise
+    except Exception as err:  # noqa: BLE001 - nesting too deep, wrong types, sizes, anything: the reply's fault
+        raise SandboxFailure(f"the student's process sent a reply the grader cannot read ({type(err).__name__})") \
+            from None
     return reply, result
 
 
+def _copy_back(original, after, depth: int = 0) -> None:
+    """Write the final values ``after`` (from the student's process) into the grader's tensors ``original``."""
+    if depth > 6:
+        return
+    if isinstance(original, torch.Tensor) and isinstance(after, torch.Tensor):
+        with torch.no_grad():
+            try:
+                if original.shape != after.shape:
+                    original.resize_(after.shape)
+                if not torch.equal(original, after.to(original.dtype)):
+                    original.copy_(after)
+            except RuntimeError:  # a tensor that cannot be written (e.g. a leaf that requires grad): leave it
+                pass
+    elif isinstance(original, (list, tuple)) and isinstance(after, list):
+        for o, a in zip(original, after):
+            _copy_back(o, a, depth + 1)
+    elif isinstance(original, dict) and isinstance(after, dict):
+        for key, value in original.items():
+            if str(key) in after:
+                _copy_back(value, after[str(key)], depth + 1)
+
+
+def _call_copying_back(channel, message: dict, args: tuple, kwargs: dict):
+    """:func:`_call`, after which the tensor arguments hold the values the student's code left in them (an
+    in-place write shows, as it would in the notebook: :func:`fwd_kit.checks.compare.call_student`)."""
+    _, result = _call(channel, dict(message, copy_back=True), args, kwargs)
+    if not (isinstance(result, list) and len(result) == 3):
+        raise SandboxFailure("the student's process sent a reply the grader cannot read")
+    value, args_after, kwargs_after = result
+    _copy_back(list(args), args_after)
+    _copy_back(dict(kwargs), kwargs_after)
+    return value
+
+
 class RemoteFunction:
-    """The student's function ``name``: calling it runs it in the sandbox and returns what it returned."""
+    """The student's function ``name``: calling it runs it in the sandbox and returns what it returned; its
+    tensor arguments then hold what the student's code left in them."""
 
     def __init__(self, channel, name: str):
         self._channel, self.__name__ = channel, name
 
     def __call__(self, *args, **kwargs):
-        return _call(self._channel, {"op": "call", "name": self.__name__}, args, kwargs)[1]
+        return _call_copying_back(self._channel, {"op": "call", "name": self.__name__}, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<student function {self.__name__}>"
@@ -183,11 +230,24 @@ class RemoteClass:
         return f"<student class {self.__name__}>"
 
 
+class _Mirror(nn.Module):
+    """A submodule of a :class:`RemoteModule`'s mirror: meta parameters and buffers of the right names, shapes
+    and dtypes, so that a module of the grader holding a RemoteModule counts, names and loads its weights."""
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        import warnings
+
+        with warnings.catch_warnings():  # loading into meta tensors is a no-op: only names and shapes are checked
+            warnings.simplefilter("ignore")
+            super()._load_from_state_dict(*args, **kwargs)
+
+
 class RemoteModule(nn.Module):
     """An instance of a student's ``nn.Module`` class, living in the sandbox.
 
-    Supports what the checks use: calling it (``forward``), ``train``/``eval``, ``parameters`` and
-    ``state_dict`` (meta tensors of the right shapes and dtypes: structure only), ``load_state_dict``.
+    Supports what the checks use: calling it (``forward``; in-place writes to its arguments show), ``train``
+    / ``eval``, ``parameters`` (a mirror of meta tensors: structure only), ``state_dict`` (the values, read
+    from the sandbox) and ``load_state_dict`` (sent there) — also as a submodule of a module of the grader's.
     """
 
     def __init__(self, channel, info: dict):
@@ -197,6 +257,29 @@ class RemoteModule(nn.Module):
         object.__setattr__(self, "_handle", info["handle"])
         self.training = bool(info.get("training", True))
         object.__setattr__(self, "type_name", info.get("type", "Module"))
+        self._mirror(info)
+
+    def _mirror(self, info: dict) -> None:
+        from fwd_kit.grading.wire import dtype_from_name
+
+        params = {str(entry[0]) for entry in info.get("params", [])}
+        try:
+            for name, shape, dtype in info.get("state", []):
+                *path, leaf = str(name).split(".")
+                owner = self
+                for part in path:
+                    if part not in owner._modules:
+                        owner.add_module(part, _Mirror())
+                    owner = owner._modules[part]
+                tensor = torch.empty([int(n) for n in shape], dtype=dtype_from_name(str(dtype)), device="meta")
+                if name in params:
+                    owner.register_parameter(leaf, nn.Parameter(tensor, requires_grad=False))
+                else:
+                    owner.register_buffer(leaf, tensor)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+            self._modules.clear()  # names nn.Module refuses: no mirror (counts and names then differ)
+            self._parameters.clear()
+            self._buffers.clear()
 
     def _method(self, method: str, *args, **kwargs):
         reply, result = _call(self._channel, {"op": "method", "handle": self._handle, "method": method}, args, kwargs)
@@ -205,7 +288,8 @@ class RemoteModule(nn.Module):
         return result
 
     def forward(self, *args, **kwargs):
-        return self._method("forward", *args, **kwargs)
+        return _call_copying_back(self._channel, {"op": "method", "handle": self._handle, "method": "forward"},
+                                  args, kwargs)
 
     def train(self, mode: bool = True):
         self._method("train", bool(mode))
@@ -215,21 +299,24 @@ class RemoteModule(nn.Module):
     def eval(self):
         return self.train(False)
 
-    @staticmethod
-    def _meta(entries) -> "OrderedDict[str, torch.Tensor]":
-        from autograder.wire import dtype_from_name
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        values = self._method("state_dict")
+        if not isinstance(values, dict):
+            raise SandboxFailure("the student's module sent a state_dict the grader cannot read")
+        destination = OrderedDict() if destination is None else destination
+        for key, value in values.items():
+            destination[prefix + str(key)] = value
+        return destination
 
-        return OrderedDict((name, torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
-                           for name, shape, dtype in entries)
-
-    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
-        yield from ((prefix + name, t) for name, t in self._meta(self._info.get("params", [])).items())
-
-    def parameters(self, recurse: bool = True):
-        yield from (t for _, t in self.named_parameters())
-
-    def state_dict(self, *args, **kwargs):
-        return self._meta(self._info.get("state", []))
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        try:
+            self._method("load_state_dict", mine, strict=False)
+        except StudentError as err:
+            error_msgs.append(f"{self.type_name}: {err}")
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         try:

@@ -13,10 +13,11 @@ import time
 
 from autograder.catalogue import Test, check_for
 from autograder.compare import collecting_evidence
-from autograder.course_helpers import HelperRuns, StudentFunction
 from autograder.remote import RemoteClass, RemoteFunction, SandboxFailure, StudentError, StudentNotImplemented
 from autograder.reports import Outcome, pictures
 from autograder.sandbox import Sandbox
+from fwd_kit import expected as expectations
+
 
 def first_question(message: str) -> str:
     """The question a message starts with (up to its first '?'): all a hidden test reveals. The checks put the
@@ -34,16 +35,12 @@ def exception_name(kind: str) -> str:
     return kind if isinstance(obj, type) and issubclass(obj, BaseException) else "an exception of its own type"
 
 
-def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list, classes: set,
-             helpers: HelperRuns | None = None) -> Outcome:
-    """Run one test; every way it can fail becomes a message on this test only.
-
-    A hidden test's message is only the check's question, or the type of the exception the student's code
-    raised: never the student's own text (exception messages, tracebacks, prints) nor a hidden input. With
-    ``helpers``, a failing test of a function that calls other graded functions runs again with the course's
-    definitions of those (:mod:`autograder.course_helpers`); if it passes there, it keeps its points and its
-    message names the helpers to look at.
-    """
+def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
+             classes: set) -> tuple[Outcome, bool]:
+    """Run one test: (its outcome, whether it failed on a NotImplementedError raised in the target's own cell —
+    a stub, which :mod:`autograder.charges` never judges again). Every way it can fail is a message on this
+    test only; a hidden test's message is only the check's question, or the type of the exception the
+    student's code raised: never the student's own text (exception messages, tracebacks, prints)."""
     start = time.perf_counter()
     target = test.target
     hidden = test.kind == "hidden"
@@ -54,54 +51,36 @@ def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
     if target in missing:
         return failed(f"No cell defines {target}: did you delete or rename it? The assignment expects "
                       f"{'class' if target in classes else 'def'} {target} in the answer cell whose grade_id is "
-                      f"{target}.")
+                      f"{target}."), False
     if target in problems:
         if hidden:
-            return failed(f"On hidden inputs: {target} could not be checked; its public test says why.")
-        return failed(f"{problems[target][0].upper()}{problems[target][1:]}.")
+            return failed(f"On hidden inputs: {target} could not be checked; its public test says why."), False
+        return failed(f"{problems[target][0].upper()}{problems[target][1:]}."), False
     label = found[target]
     if label in sandbox.load_errors:
         if hidden:
-            return failed(f"On hidden inputs: the cell that defines {target} could not run; its public test says why.")
+            return failed(f"On hidden inputs: the cell that defines {target} could not run; its public test says "
+                          "why."), False
         lines = sandbox.load_tracebacks.get(label, [])
         return failed(f"Running the cell that defines {target} failed: {sandbox.load_errors[label]}"
-                      + ("\n" + "\n".join(lines) if lines else ""))
-    outcome, own_stub = _attempt(test, sandbox, label, classes, start)
-    if outcome.status == "passed" or helpers is None or own_stub or not helpers.helpers_of(target):
-        if outcome.status != "passed" and helpers is not None and test.kind != "semantic":
-            helpers.failed.add(target)
-        return outcome
-    second = helpers.sandbox_for(target)  # the course's definitions of everything but target
-    again = _attempt(test, second, label, classes, start, quiet=True)[0] if second is not None else None
-    if again is None or again.status != "passed":
-        if test.kind != "semantic":
-            helpers.failed.add(target)
-        return outcome
-    text = "✓ passed on hidden inputs" if hidden else again.output
-    return Outcome(test, test.max_score, "passed", f"{text}\n{helpers.note(target)}", time.perf_counter() - start)
+                      + ("\n" + "\n".join(lines) if lines else "")), False
+    return _attempt(test, sandbox, label, classes, start)
 
 
-def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: float,
-             quiet: bool = False) -> tuple[Outcome, bool]:
+def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: float) -> tuple[Outcome, bool]:
     """One run of the test's check on the student's ``test.target`` in ``sandbox``: (outcome, whether it failed
-    on a NotImplementedError raised in the target's own cell). ``quiet``: the student's output is not kept."""
+    on a NotImplementedError raised in the target's own cell)."""
     target, hidden = test.target, test.kind == "hidden"
 
     def failed(message: str) -> Outcome:
         return Outcome(test, 0.0, "failed", message, time.perf_counter() - start)
 
-    if target in classes:
-        proxy = RemoteClass(sandbox, target)
-    elif grader_helpers_loaded(sandbox):
-        proxy = StudentFunction(sandbox, target)
-    else:
-        proxy = RemoteFunction(sandbox, target)
+    proxy = RemoteClass(sandbox, target) if target in classes else RemoteFunction(sandbox, target)
     check = check_for(test)
     printed = io.StringIO()
     evidence: list = []
     try:
-        with sandbox.hidden_output(hidden or quiet), contextlib.redirect_stdout(printed), \
-                collecting_evidence() as evidence:
+        with contextlib.redirect_stdout(printed), collecting_evidence() as evidence:
             check(proxy, seed=test.seed) if test.seed else check(proxy)
     except StudentNotImplemented as err:
         own = bool(err.lines) and err.lines[-1].startswith(f"cell {label},")
@@ -139,10 +118,16 @@ def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: floa
     return Outcome(test, test.max_score, "passed", text or "✓ passed", time.perf_counter() - start), False
 
 
-def grader_helpers_loaded(sandbox) -> bool:
-    """Whether ``sandbox`` loaded the grader's helper cell (:func:`autograder.course_helpers.grader_cell`)."""
-    from autograder.course_helpers import GRADER_LABEL
+def check_passes(test: Test, subject, bindings: dict) -> bool:
+    """Whether ``test``'s check passes on ``subject`` with the reference's helpers bound as ``bindings`` says
+    (:mod:`autograder.charges`), the reference computed live; nothing of it is shown to anyone."""
+    from autograder.charges import helpers_bound
 
-    return any(getattr(c, "label", None) == GRADER_LABEL for c in getattr(sandbox, "cells", ())) \
-        and GRADER_LABEL not in getattr(sandbox, "load_errors", {})
-
+    check = check_for(test)
+    try:
+        with expectations.forced("live"), helpers_bound(bindings), contextlib.redirect_stdout(io.StringIO()), \
+                collecting_evidence():
+            check(subject, seed=test.seed) if test.seed else check(subject)
+    except Exception:  # noqa: BLE001 - any failure is a failure
+        return False
+    return True

@@ -1,6 +1,6 @@
-"""The grader's side of the student's process (:mod:`fwd_kit.grading.child`): start it inside the isolation
-this machine offers (:mod:`autograder.isolation`), load the solution cells, send requests with a time
-limit, and restart it after a crash or a timeout.
+"""The grader's side of the student's process (:mod:`fwd_kit.grading.child`): have the zygote fork it
+(:mod:`autograder.zygote`; it confines itself as :mod:`autograder.isolation` detected), load the solution
+cells, send requests with a time limit, and restart it after a crash or a timeout.
 
 A :class:`Sandbox` is a :class:`autograder.remote.Channel`: the proxies of :mod:`autograder.remote` send
 their requests through it. One process serves all the checks of a submission; when it dies or overruns
@@ -10,12 +10,14 @@ cells again — except a cell that already hung while loading, which is left out
 
 Nothing the student's process writes to files is read back: its configuration goes down the request
 pipe, replies and their tensors (safetensors bytes, size-capped) come up the reply pipe, and its printed
-output goes to a file in a folder of the grader's that the process cannot name.
+output comes up a third pipe that a thread of the grader drains (the last :data:`OUTPUT_KEPT` bytes are
+kept). A sandbox that is not ``shown`` (the hidden tests') sends its output to ``/dev/null``: what a
+process that has seen a hidden input prints is never read. Every byte a reply carries is untrusted: any
+failure to read or decode it is a :class:`~autograder.remote.SandboxFailure` of this submission.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
@@ -23,13 +25,17 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from autograder import isolation
+from autograder import isolation, memory
 from autograder.remote import SandboxFailure
-from fwd_kit.grading.child import HEADER, MAX_MESSAGE, encode_message
+from fwd_kit.grading.child import HEADER, encode_message
+
+OUTPUT_KEPT = 64 * 1024  # bytes of a shown process's printed output the grader keeps (the last ones)
+REPLY_JSON_MB = 2  # largest JSON part of a reply (its tensors travel apart, see Limits.reply_mb)
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # where a child without namespaces could leave files behind
 
 
 @dataclass
@@ -37,14 +43,14 @@ class Limits:
     """What one submission's process may use (Gradescope's default machine: 0.5 vCPU, 768 MB)."""
 
     call_s: float = 60.0  # wall-clock seconds for one call of the student's code (or loading one cell)
-    start_s: float = 120.0  # wall-clock seconds to start the process (importing torch and diffusers)
+    start_s: float = 120.0  # wall-clock seconds to start the process (a fork of the zygote: well under one)
     total_s: float = 900.0  # wall-clock seconds for the whole submission: starts, cells and calls together
-    memory_mb: int = 2048  # address space the student's code may add to what torch maps at start
-    file_mb: int = 64  # largest file it may write, its printed output included
-    scratch_mb: int = 256  # total bytes of its scratch folder (a tmpfs under bubblewrap)
+    memory_mb: int = 2048  # memory the student's code may add (less where the container has less to give)
+    file_mb: int = 64  # largest file it may write
+    scratch_mb: int = 64  # total bytes of its scratch folder (a tmpfs, which counts as memory)
     cpu_s: int = 1200  # CPU seconds of one process (a backstop behind call_s)
     processes: int = 256  # RLIMIT_NPROC when not root (threads count too); forks are refused anyway
-    reply_mb: int = 256  # largest tensors of one reply read back from it
+    reply_mb: int = 64  # largest tensors of one reply read back from it
 
 
 @dataclass
@@ -66,23 +72,6 @@ def scrubbed_environment(scratch: str) -> dict:
     }
 
 
-def landlock_roots(roots: list[str], hidden: list[str]) -> list[str]:
-    """``roots`` with every folder that holds a hidden package replaced by its other entries (Landlock can
-    only allow, never carve out)."""
-    result = []
-    for root in roots:
-        inner = [h for h in hidden if h.startswith(root.rstrip("/") + "/")]
-        if not inner or not os.path.isdir(root):
-            result.append(root)
-            continue
-        for entry in sorted(os.listdir(root)):
-            path = os.path.join(root, entry)
-            if path in inner:
-                continue
-            result += landlock_roots([path], inner) if any(h.startswith(path + "/") for h in inner) else [path]
-    return result
-
-
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "did not answer"
@@ -92,7 +81,7 @@ def describe_exit(returncode: int | None) -> str:
                signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted",
                signal.SIGSYS: "stopped for a forbidden system call"}.get(sig, "stopped")
         return f"was {why}, signal {sig}"
-    if returncode >= 128 and isolation.host().bwrap:  # bubblewrap reports a signal as 128 + its number
+    if returncode > 128 and isolation.host().namespaces:  # the namespace's first fork: 128 + the signal
         return describe_exit(128 - returncode)
     return f"exited with code {returncode} (os._exit or a crash)"
 
@@ -112,25 +101,79 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-class Sandbox:
-    """Runs ``cells`` (after the trusted ``preamble`` import lines) in a confined child process."""
+def remove_files_of(uid: int, folders=SHARED_TMP) -> None:
+    """Delete what a child running as ``uid`` left in the machine's shared folders (no namespaces)."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
 
-    def __init__(self, cells: list[Cell], preamble: list[str], limits: Limits | None = None):
+
+class Output:
+    """A thread that drains a child's output pipe and keeps its last :data:`OUTPUT_KEPT` bytes."""
+
+    def __init__(self, fd: int):
+        self.fd, self.data, self.lock = fd, bytearray(), threading.Lock()
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            with self.lock:
+                self.data += chunk
+                del self.data[:-OUTPUT_KEPT]
+        os.close(self.fd)
+
+    def text(self, chars: int) -> str:
+        self.thread.join(timeout=2)
+        with self.lock:
+            return bytes(self.data).decode("utf-8", "replace")[-chars:]
+
+
+class Sandbox:
+    """Runs ``cells`` (after the trusted ``preamble`` import lines) in a confined child process.
+
+    ``shown``: what the process prints is kept for the feedback (:meth:`output_tail`); a sandbox that
+    serves hidden tests is not shown. ``diffusers``: the checks send diffusers models (Part A).
+    """
+
+    def __init__(self, cells: list[Cell], preamble: list[str], limits: Limits | None = None, shown: bool = True,
+                 diffusers: bool = True):
         self.cells = list(cells)
         self.preamble = list(preamble)
         self.limits = limits or Limits()
+        self.shown, self.diffusers = shown, diffusers
         self.deadline = time.monotonic() + self.limits.total_s  # one deadline for the whole submission
         self.skipped: set[int] = set()  # cells that hung while loading: left out of every restart
         self.load_errors: dict[str, str] = {}  # cell label → what went wrong loading it (first start)
         self.load_tracebacks: dict[str, list[str]] = {}
         self.layers: list[str] = []  # the confinement the child reported installing
-        self.hidden_ranges: list[tuple[int, int]] = []  # byte ranges of the output printed during hidden tests
-        self.process: subprocess.Popen | None = None
-        self.private: str | None = None  # the grader's folder: the child's printed output
-        self.scratch: str | None = None  # the child's folder on this machine (None under bubblewrap)
+        self.process = None  # a zygote.Forked
+        self.output: Output | None = None
+        self.outputs: list[Output] = []  # one per start: all of them are shown, in order
+        self.claim = None  # the uid this child runs as (isolation.UidClaim)
+        self.scratch: str | None = None  # the child's folder on this machine (None with namespaces)
         self.starts = 0
         self.startup_s = 0.0  # seconds spent starting processes and loading cells
         self.student_s = 0.0  # seconds spent waiting for the student's code to answer requests
+        self.oom_kills = memory.oom_kills()  # the container's count before this sandbox: a rise is ours
         isolation.report_once()
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -158,51 +201,66 @@ class Sandbox:
                                  "the cells included), so the rest was not run")
         return min(limit, left)
 
-    def _config(self, scratch: str) -> dict:
+    def _config(self) -> dict:
         h = isolation.host()
         roots, hidden = isolation.read_roots(), isolation.hidden_dirs()
         limits = self.limits
         return dict(preamble=self.preamble, cells=[dict(label=c.label, source=c.source) for c in self.cells],
-                    limits=dict(memory_mb=limits.memory_mb, file_mb=limits.file_mb, cpu_s=limits.cpu_s,
-                                processes=limits.processes),
-                    read_roots=roots, landlock_roots=landlock_roots(roots, hidden), denied=hidden,
-                    kernel=dict(seccomp=h.seccomp, landlock=h.landlock_abi > 0))
+                    limits=dict(memory_mb=memory.child_budget_mb(limits.memory_mb), file_mb=limits.file_mb,
+                                cpu_s=limits.cpu_s, processes=limits.processes),
+                    read_roots=roots, landlock_roots=isolation.landlock_roots(roots, hidden), denied=hidden,
+                    kernel=dict(seccomp=h.seccomp, landlock=h.landlock_abi > 0), diffusers=self.diffusers)
 
-    def _make_scratch(self) -> str:
-        """The child's scratch folder as it sees it: a tmpfs under bubblewrap, else a fresh folder here."""
+    def _spec(self) -> dict:
+        """How the child confines itself (:func:`autograder.confine.confine`), with a uid claimed for it."""
         h = isolation.host()
-        if h.bwrap:
-            return isolation.SCRATCH
-        self.scratch = tempfile.mkdtemp(prefix="fwd-scratch-")
-        if h.drop_uid:
-            os.chown(self.scratch, isolation.SANDBOX_UID, isolation.SANDBOX_UID)
-        return self.scratch
+        if h.refusal:
+            raise SandboxFailure(f"the grader refuses to run code on this machine: {h.refusal}")
+        self.claim = isolation.claim_uid() if h.drop_uid else None
+        uid = self.claim.uid if self.claim else None
+        spec = dict(namespaces=h.namespaces, uid=uid, scratch_bytes=self.limits.scratch_mb * 1024 * 1024)
+        if h.namespaces:
+            spec.update(isolation.root_layout())
+            scratch = isolation.SCRATCH
+        else:
+            self.scratch = tempfile.mkdtemp(prefix="fwd-scratch-")
+            if uid is not None:
+                os.chown(self.scratch, uid, uid)
+            spec["scratch"] = scratch = self.scratch
+        spec["environment"] = scrubbed_environment(scratch)
+        return spec
 
     def _start_once(self) -> bool:
         """One start; False when a cell hung and was added to ``skipped`` (start again)."""
+        from autograder import zygote
+
         self.kill()
         self._time_left(self.limits.start_s)  # past the submission's deadline: no new process
-        self._remove_folders(keep_output=True)
-        self.private = self.private or tempfile.mkdtemp(prefix="fwd-sandbox-")  # output kept across restarts
-        scratch = self._make_scratch()
+        spec = self._spec()
         req_r, self.req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
-        command, popen = isolation.wrap(isolation.child_command([scratch, str(req_r), str(rep_w)]),
-                                        self.limits.scratch_mb * 1024 * 1024)
-        output = open(Path(self.private, "output.txt"), "ab")  # noqa: SIM115 - handed to the child
+        out_r, out_w = os.pipe() if self.shown else (None, os.open(os.devnull, os.O_WRONLY))
         try:
-            self.process = subprocess.Popen(
-                command, cwd=self.scratch or "/", env=scrubbed_environment(scratch), stdin=subprocess.DEVNULL,
-                stdout=output, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), start_new_session=True, **popen)
+            self.process = zygote.get(self.diffusers).spawn(spec, req_r, rep_w, out_w)
+        except (OSError, RuntimeError) as err:
+            for fd in (req_r, rep_w, out_w, out_r, self.req_w, self.rep_r):
+                if fd is not None:
+                    os.close(fd)
+            raise SandboxFailure(f"the grader could not start the process for your code ({err})") from None
         finally:
-            output.close()
-            os.close(req_r)
-            os.close(rep_w)
+            for fd in (req_r, rep_w, out_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if out_r is not None:
+            self.output = Output(out_r)
+            self.outputs.append(self.output)
         os.set_blocking(self.req_w, False)
         self.starts += 1
         try:
             limit = self._time_left(self.limits.start_s)
-            self._write(encode_message(self._config(scratch)), time.monotonic() + limit, limit)
+            self._write(encode_message(self._config()), time.monotonic() + limit, limit)
             reply, _ = self._exchange({"op": "ping"}, {}, self._time_left(self.limits.start_s))
         except SandboxFailure as err:
             raise SandboxFailure(f"the grader could not start the process for your code ({err}); it printed: "
@@ -231,29 +289,37 @@ class Sandbox:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        """Kill the process and everything it started, and wait until none of them is left."""
-        if self.process is None:
-            return
-        tree = process_tree(self.process.pid) if self.process.poll() is None else []
-        for pid in tree:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
-            pass
-        end = time.monotonic() + 5
-        while any(os.path.exists(f"/proc/{pid}") for pid in tree[1:]) and time.monotonic() < end:
-            time.sleep(0.02)  # the PID namespace's processes die with its first process
-        for fd in (self.req_w, self.rep_r):
+        """Kill the process and everything it started, wait until none of them is left, and clean up after
+        it (its uid is free again; without namespaces, what it left in the shared temporary folders goes)."""
+        if self.process is not None:
+            tree = process_tree(self.process.pid) if self.process.poll() is None else []
+            for pid in tree:
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
             try:
-                os.close(fd)
-            except OSError:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
                 pass
-        self.process = None
+            end = time.monotonic() + 5
+            while any(os.path.exists(f"/proc/{pid}") for pid in tree[1:]) and time.monotonic() < end:
+                time.sleep(0.02)  # the PID namespace's processes die with its first process
+            for fd in (self.req_w, self.rep_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.process = None
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+        if self.claim is not None:
+            if not isolation.host().namespaces:
+                remove_files_of(self.claim.uid)
+            self.claim.release()
+            self.claim = None
 
     def close(self) -> None:
         if self.alive:
@@ -263,45 +329,15 @@ class Sandbox:
             except (OSError, SandboxFailure, subprocess.TimeoutExpired):
                 pass
         self.kill()
-        self._remove_folders()
-
-    def _remove_folders(self, keep_output: bool = False) -> None:
-        for folder in (self.scratch, None if keep_output else self.private):
-            if folder:
-                shutil.rmtree(folder, ignore_errors=True)
-        self.scratch = None
-        self.private = self.private if keep_output else None
-
-    def _output_size(self) -> int:
-        try:
-            return os.path.getsize(Path(self.private, "output.txt")) if self.private else 0
-        except OSError:
-            return 0
-
-    @contextlib.contextmanager
-    def hidden_output(self, hidden: bool = True):
-        """What the student's code prints inside this block is left out of :meth:`output_tail` (hidden
-        tests: printing their inputs must not reveal them)."""
-        start = self._output_size()
-        try:
-            yield
-        finally:
-            if hidden:
-                self.hidden_ranges.append((start, max(start, self._output_size())))
 
     def output_tail(self, chars: int = 2000) -> str:
-        """The end of what the student's code printed (stdout and stderr), without what it printed during
-        hidden tests."""
-        if not self.private:
-            return ""
-        try:
-            with open(Path(self.private, "output.txt"), "rb") as f:
-                data = f.read()
-        except OSError:
-            return ""
-        for start, end in sorted(self.hidden_ranges, reverse=True):
-            data = data[:start] + b"[printed during hidden tests: not shown]\n" + data[end:]
-        return data[-chars:].decode("utf-8", "replace")
+        """The end of what the student's code printed (stdout and stderr, every start of the process); ""
+        for a sandbox that is not shown."""
+        return "".join(o.text(chars) for o in self.outputs)[-chars:]
+
+    def ran_out_of_memory(self) -> bool:
+        """Whether the container's memory ran out (the kernel killed a process) since this sandbox began."""
+        return memory.oom_kills() > self.oom_kills
 
     # requests -------------------------------------------------------------------------------------
     def request(self, message: dict, tensors: dict) -> tuple[dict, dict]:
@@ -330,6 +366,7 @@ class Sandbox:
         try:
             return reply, load(blob)
         except Exception as err:  # noqa: BLE001 - corrupted bytes are the student's process's fault
+            self.kill()
             raise SandboxFailure(f"the reply's tensors could not be read ({type(err).__name__})") from None
 
     def _write(self, data: bytes, deadline: float, timeout: float) -> None:
@@ -351,12 +388,12 @@ class Sandbox:
                 raise SandboxFailure(f"the process running your code {describe_exit(code)}") from None
 
     def _read_reply(self, deadline: float, timeout: float) -> dict:
-        body = self._read_frame(MAX_MESSAGE, deadline, timeout, "reply")
+        body = self._read_frame(REPLY_JSON_MB * 2**20, deadline, timeout, "reply")
         try:
             reply = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except Exception as err:  # noqa: BLE001 - bad UTF-8, bad JSON, nesting too deep, too large: all its
             self.kill()
-            raise SandboxFailure("the reply was not valid JSON") from None
+            raise SandboxFailure(f"the reply could not be read ({type(err).__name__})") from None
         if not isinstance(reply, dict):
             self.kill()
             raise SandboxFailure("the reply was not a JSON object")
@@ -386,6 +423,8 @@ class Sandbox:
                 except subprocess.TimeoutExpired:
                     code = None
                 self.kill()
+                if self.ran_out_of_memory():
+                    raise SandboxFailure(memory.out_of_memory_message())
                 raise SandboxFailure(f"the process running your code {describe_exit(code)}")
             chunks.append(chunk)
             left -= len(chunk)

@@ -142,11 +142,11 @@ if ! python3 -m venv "$ROOT/venv"; then  # no python3 yet, or Ubuntu's without i
     rm -rf "$ROOT/venv"
     python3 -m venv "$ROOT/venv"
 fi
-# the kernel layers that confine students' code (autograder.isolation): bubblewrap and libseccomp;
-# where the image forbids namespaces the grader says so in its log and falls back to the next layers
-if ! command -v bwrap >/dev/null; then
+# libseccomp for the kernel layers that confine students' code (autograder.isolation); where the image
+# forbids namespaces the grader says so in its log and uses the next layers (another uid, seccomp, Landlock)
+if ! ldconfig -p | grep -q libseccomp.so.2; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap libseccomp2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libseccomp2 || true
 fi
 "$ROOT/venv/bin/python" -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else
     f"The course needs Python 3.10-3.12, this image has {{sys.version.split()[0]}}: choose another base image.")'
@@ -157,7 +157,7 @@ PIP=("$ROOT/venv/bin/python" -m pip install --no-cache-dir)
 # the course package and its dependencies; naming torch again keeps the CPU build in place
 "${{PIP[@]}}" "$SOURCE/{wheel}" {extras} "torch=={torch}+cpu" "torchvision=={torchvision}+cpu"
 "$ROOT/venv/bin/python" -c 'import torch, autograder.grade, course.gradescope; assert not torch.version.cuda'
-# the answers, the hidden checks and the zip's files: for root only (students' code runs as uid 65534)
+# the answers, the hidden checks and the zip's files: for root only (students' code runs as uids 63000+)
 SITE="$("$ROOT/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 chmod -R go-rwx "$SITE/reference" "$SITE/autograder" "$SITE/course" "$SOURCE" || true
 """
@@ -252,6 +252,17 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+def unfinished_message() -> str:
+    """What results.json says while grading runs, and keeps if the grader itself is stopped: never a message
+    that blames the student (the student's own process is the kernel's first choice when memory runs out,
+    and the grader goes on without it)."""
+    from autograder import memory
+
+    staff = memory.staff_note()
+    return ("Grading did not finish: the autograder itself was stopped before it could write the results. "
+            + (staff if staff else "Please tell the course staff.") + " This is not about your code.")
+
+
 def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
     """Grade ``root/submission`` into ``root/results`` (results.json and feedback.html); returns results.json.
 
@@ -259,9 +270,7 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
     or a report of the grader's own failure, is written; until then a provisional file (score 0) stands."""
     root = Path(root)
     results = root / "results" / "results.json"
-    write_json(results, message_results(
-        "Grading did not finish: the autograder was stopped, out of time or memory, before it could write the "
-        "results. Does your code run for very long, or keep very large tensors? If not, tell the course staff."))
+    write_json(results, message_results(unfinished_message()))
     begin = time.perf_counter()
     try:
         from autograder.grade import grade_submission

@@ -70,7 +70,7 @@ def tolerance(*dtypes: torch.dtype, loose: bool = False) -> tuple[float, float]:
 
 def describe(x) -> str:
     """A short description of a value: ``tensor (2, 3, 32, 32) float32 on cpu``, or its type."""
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor) or type(x).__name__ == "MetaTensor":  # MetaTensor: fwd_kit.grading.wire
         return f"tensor {tuple(x.shape)} {str(x.dtype).replace('torch.', '')} on {x.device}"
     return type(x).__name__
 
@@ -138,6 +138,9 @@ def difference(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: 
 
 def tensor_problem(value, expected: torch.Tensor, name: str = "the result", check_dtype: bool = True) -> str | None:
     """What is wrong with ``value`` before values are compared (type, shape, dtype, NaN), or ``None``."""
+    if type(value).__name__ == "MetaTensor" and expected.device.type != "meta":  # fwd_kit.grading.wire
+        return (f"{name} is a tensor on meta, but the inputs were on {expected.device}: keep results on the "
+                "inputs' device")
     if not isinstance(value, torch.Tensor):
         return f"{name} should be a torch.Tensor like {describe(expected)}, but is a {describe(value)}"
     if tuple(value.shape) != tuple(expected.shape):

@@ -284,6 +284,19 @@ def check_cpu_tensors(value, path: str = "the result") -> None:
             check_cpu_tensors(v, f"{path}[{k!r}]")
 
 
+def tensors_in(value, depth: int = 0):
+    """``value`` with every tensor kept and everything else None (lists, tuples and dicts followed 6 deep)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach() if value.device.type == "cpu" else None
+    if depth < 6 and isinstance(value, (list, tuple)):
+        return [tensors_in(v, depth + 1) for v in value]
+    if depth < 6 and isinstance(value, dict):
+        return {str(k): tensors_in(v, depth + 1) for k, v in value.items()}
+    return None
+
+
 class Server:
     """The request loop of the student's process."""
 
@@ -349,6 +362,8 @@ class Server:
             for h in handles:
                 h.remove()
         check_cpu_tensors(result)
+        if message.get("copy_back"):  # the arguments' tensors after the call: the grader sees in-place writes
+            result = [result, tensors_in(list(args)), tensors_in(dict(kwargs))]
         encoder = Encoder(prefix="r")
         reply = {"ok": True, "result": encoder.encode(result)}
         reply["calls"] = {mid: [dict(args=encoder.encode(list(a)), kwargs=encoder.encode(dict(kw)), training=tr)
@@ -397,12 +412,14 @@ class Server:
     def op_method(self, message: dict) -> dict:
         handle, method = message["handle"], message["method"]
         obj = self.remotes[handle]
-        if method not in ("forward", "train", "load_state_dict"):
+        if method not in ("forward", "train", "load_state_dict", "state_dict"):
             raise ValueError(f"method {method!r} is not served")
 
         def call(decoder, *a, **k):
             if method == "forward":
                 return obj(*a, **k)
+            if method == "state_dict":
+                return {str(key): value.detach() for key, value in obj.state_dict().items()}
             if method == "train":
                 obj.train(*a)
                 return None
@@ -476,8 +493,12 @@ def refuse_instructor_packages() -> None:
     sys.meta_path.insert(0, InstructorPackages())
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], forked: bool = False) -> int:
+    """Serve the grader: ``argv`` is ``SCRATCH READ_FD WRITE_FD``. ``forked``: this process was forked by the
+    grader's zygote after the imports below (they are then no-ops) and after its confinement."""
     scratch, read_fd, write_fd = argv[0], int(argv[1]), int(argv[2])
+    if forked:
+        PARENT[0] = os.getppid()
     os.chdir(scratch)
     received = read_message(read_fd, MAX_CONFIG, 0)  # the configuration comes first, on the pipe
     if received is None:
@@ -489,13 +510,13 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(1)
-    import diffusers  # noqa: F401 - the models the checks send are diffusers models or the reference's
     import safetensors.torch  # noqa: F401
-    from diffusers import UNet2DConditionModel  # noqa: F401
 
     import fwd_kit.checks.fixtures  # noqa: F401 - Probe and SamplerNet, built by recipe
     import fwd_kit.grading.wire  # noqa: F401
 
+    if config.get("diffusers", True):
+        from diffusers import UNet2DConditionModel  # noqa: F401 - Part A's checks send diffusers models
     refuse_instructor_packages()
     server = Server(scratch, config)
     for line in config.get("preamble", []):  # the assignment's own imports (trusted)

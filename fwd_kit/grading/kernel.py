@@ -32,8 +32,9 @@ DENIED = (  # system calls refused outright
     "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "open_by_handle_at", "name_to_handle_at", "kexec_load", "kexec_file_load",
     "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "iopl", "ioperm",
-    "quotactl", "syslog", "fanotify_init", "personality",
-)
+    "quotactl", "syslog", "fanotify_init", "personality", "mknod", "mknodat", "chmod", "fchmod", "fchmodat",
+    "fchmodat2", "setxattr", "lsetxattr", "fsetxattr",
+)  # mknod: no device nodes; chmod: a file it makes stays private to its uid (umask 077)
 SELF_ONLY = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")  # first argument must be our own pid
 
 
@@ -91,7 +92,9 @@ def install_seccomp() -> None:
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
 RULE_PATH_BENEATH = 1
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+FS_MAKE_CHAR, FS_MAKE_SOCK, FS_MAKE_BLOCK = 1 << 6, 1 << 9, 1 << 11
 FS_ALL_V1 = (1 << 13) - 1  # execute … make_sym: everything ABI 1 handles
+NEVER = FS_EXECUTE | FS_MAKE_CHAR | FS_MAKE_SOCK | FS_MAKE_BLOCK  # not even in the scratch folder
 FS_REFER, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15  # ABI 2, 3, 5
 FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV  # rights a file rule may hold
 NET_ALL = (1 << 0) | (1 << 1)  # bind_tcp, connect_tcp (ABI 4)
@@ -131,7 +134,7 @@ def install_landlock(read_roots, write_roots) -> int:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
         reading = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
-        for paths, access in ((read_roots, reading), (write_roots, handled)):
+        for paths, access in ((read_roots, reading), (write_roots, handled & ~NEVER)):
             for path in paths:
                 _allow(libc, ruleset, path, access & handled)
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
