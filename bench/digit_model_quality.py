@@ -1,6 +1,9 @@
 """Quality of the shipped digit model, judged by the Part B classifier through the Part A loops.
 
-    python bench/digit_model_quality.py [--model DIR] [--n 30] [--seed 0] [--out bench_out/digit_model]
+    python bench/digit_model_quality.py [--model DIR] [--n 30] [--seed 0] [--out bench_out/digit_model] [--quick]
+
+``--quick`` runs check 1 only, with n = 20 unless given: what ``course train-mini`` judges every 1,000
+steps (:mod:`course.digit_quality`, the same function).
 
 Time convention (DDPM, as Part A): t = 0 is clean, t = 999 is pure noise.
 
@@ -116,10 +119,11 @@ def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="pipeline directory (default: reference.loading.DIGIT_MODEL)")
-    parser.add_argument("--n", type=int, default=30, help="samples per prompt / per check")
+    parser.add_argument("--n", type=int, default=None, help="samples per prompt / per check (default 30; --quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one generator all checks draw from")
     parser.add_argument("--out", default="bench_out/digit_model", help="folder for the figures")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="the per-digit samples only (n 20 unless --n is given)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,6 +137,17 @@ def main(argv=None) -> int:
     pipe = load_stage1(model, device="cpu", dtype=torch.float32)
     embeds = load_prompt_embeds(model / DIGIT_EMBEDS.name)
     start = time.time()
+    if args.quick:
+        from course.digit_quality import sample_accuracy
+
+        args.n = args.n or 20
+        judged = sample_accuracy(pipe.unet, pipe.scheduler, embeds, load_classifier(), n=args.n, seed=args.seed)
+        for d, value in enumerate(judged["acc"].tolist()):
+            print(f"sample {d:<38} {value:>8.2f}")
+        print(f"{'min over digits':<45} {judged['acc'].min().item():>8.2f}\n{'blobs':<45} {judged['blob']:>8.2f}")
+        print(f"quick: n = {args.n}, {time.time() - start:.0f} s")
+        return 0
+    args.n = args.n or 30
     results = quality(pipe, embeds, load_classifier(), n=args.n, seed=args.seed)
     images = results.pop("_images")
     print(f"\n{'check':<45} {'fraction':>8}   (n = {args.n}, CFG γ = 7, 34 strided steps, seed {args.seed})")

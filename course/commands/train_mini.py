@@ -52,7 +52,7 @@ def run(args) -> int:
         tqdm.write(line)
 
     config = DigitModelConfig()
-    knobs = ("steps", "seed", "threads", "lr", "warmup_steps", "ema_decay", "batch_size", "init_from")
+    knobs = ("steps", "seed", "threads", "lr", "warmup_steps", "ema_decay", "batch_size", "init_from", "p_uncond")
     changes = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     config = replace(config, **changes)
     out = Path(args.out)
@@ -102,6 +102,8 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: DigitModelConfig.warmup_steps)")
     parser.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the saved weights (default: DigitModelConfig.ema_decay)")
     parser.add_argument("--batch-size", type=int, default=None, help="digits per step (default: DigitModelConfig.batch_size)")
+    parser.add_argument("--p-uncond", type=float, default=None,
+                        help="prompt dropout: share of digits trained with the empty prompt (default: DigitModelConfig.p_uncond)")
     parser.add_argument("--init-from", default=None, help="start from this saved digit model's weights (warm start)")
     parser.add_argument("--judge-every", type=int, default=1000,
                         help="judge the EMA weights every N steps with the MNIST classifier, log them to "
