@@ -18,13 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fwd_kit.artifacts import (  # noqa: F401 - the export runs in the student's notebook
-    ARTIFACTS_FORMAT,
-    MAX_FILE_BYTES,
-    MAX_MESSAGE,
-    _inputs,
-    export_artifacts,
-)
+from fwd_kit.artifacts import ARTIFACTS_FORMAT, MAX_FILE_BYTES, MAX_MESSAGE
 from fwd_kit.bundle import (
     ENTRIES,
     FORMAT,
@@ -78,7 +72,7 @@ def _whole_file_problem(manifest: dict, art: dict, art_path: Path) -> str | None
 
 
 def _compare_entry(name: str, expected: torch.Tensor, actual, art: dict, manifest: dict) -> EntryResult:
-    from autograder.compare import difference, format_index, tensor_problem
+    from fwd_kit.checks.compare import difference, format_index, tensor_problem
 
     spec = manifest["entries"][name]
     question = ENTRIES[name].question if name in ENTRIES else f"Does {name} match the reference?"

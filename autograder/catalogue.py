@@ -91,7 +91,7 @@ def load_assignment(part: str) -> Assignment:
 def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) -> list[Test]:
     """The tests of an assignment: public and hidden per checked name, semantic where the rubric has one;
     each with its points from the rubric (:mod:`autograder.rubric`)."""
-    from autograder.public import CHECKS
+    from fwd_kit.checks import CHECKS
 
     table = rubric(assignment.part)
     semantic = semantic_checks() if "semantic" in kinds else {}
@@ -137,14 +137,14 @@ def semantic_checks() -> dict:
 
 
 def check_for(test: Test):
-    from autograder.public import CHECKS
+    from fwd_kit.checks import CHECKS
 
     return semantic_checks()[test.target] if test.kind == "semantic" else CHECKS[test.target]
 
 
 def detect_part(nb, path: Path) -> str:
     """The part a notebook belongs to: by its graded cells' ids, else by its file name."""
-    from autograder.public import PART_A, PART_B
+    from fwd_kit.checks import PART_A, PART_B
 
     ids = {str(c.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")) for c in nb.cells}
     text = "\n".join(c.get("source", "") for c in nb.cells if c.get("cell_type") == "code"

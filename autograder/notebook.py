@@ -24,6 +24,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.sandbox import Cell
+from fwd_kit.moved import MOVED
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # larger files are refused (outputs of a long training run stay far below)
 KEPT_STATEMENTS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
@@ -152,7 +153,9 @@ def kept_source(source: str, tree: ast.Module) -> str:
 def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | None:
     """An import of the instructors' packages (the reference's answers, the grader), if the cell has one: by an
     import statement, or by a string naming one of them (``importlib.import_module("reference.denoise")``,
-    ``__import__``, ``sys.modules[...]``). The student's process cannot import them at run time either."""
+    ``__import__``, ``sys.modules[...]``). The student's process cannot import them at run time either.
+    A module that moved into the kit (:data:`fwd_kit.moved.MOVED`, a notebook of an earlier release) is
+    named with its new home."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                 node.value.split(".")[0] in FORBIDDEN_PACKAGES and node.value.replace(".", "").isidentifier():
@@ -161,16 +164,21 @@ def forbidden_import(tree: ast.Module, allowed: set[tuple[str, str]]) -> str | N
             for alias in node.names:
                 root = alias.name.split(".")[0]
                 if root in FORBIDDEN_PACKAGES or (root == "reference" and (alias.name, "*") not in allowed):
-                    return f"import {alias.name}"
+                    return f"import {alias.name}{moved_to(alias.name)}"
         elif isinstance(node, ast.ImportFrom) and node.module:
             root = node.module.split(".")[0]
             if root in FORBIDDEN_PACKAGES:
-                return f"from {node.module} import …"
+                return f"from {node.module} import …{moved_to(node.module)}"
             if root == "reference":
                 for alias in node.names:
                     if (node.module, alias.name) not in allowed:
-                        return f"from {node.module} import {alias.name}"
+                        return f"from {node.module} import {alias.name}{moved_to(node.module)}"
     return None
+
+
+def moved_to(module: str) -> str:
+    """Where a retired module name went (``" — moved to fwd_kit.loading"``), or ``""``."""
+    return f" — moved to {MOVED[module]}" if module in MOVED else ""
 
 
 def code_cells(notebook):

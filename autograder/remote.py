@@ -1,14 +1,14 @@
 """Stand-ins, on the grader's side, for the functions and classes a student wrote, which live in a sandboxed
 process (:mod:`autograder.sandbox`).
 
-The checks of :mod:`autograder.public` and :mod:`autograder.semantic` take the student's function or class
+The checks of :mod:`fwd_kit.checks` and :mod:`autograder.semantic` take the student's function or class
 and call it. Given a :class:`RemoteFunction` or :class:`RemoteClass` instead, every call is sent to the
 student's process with its arguments (tensors, numbers, generators, the checks' models — see
-:mod:`autograder.wire`), runs there, and only data comes back. The reference runs here, in the trusted
+:mod:`fwd_kit.grading.wire`), runs there, and only data comes back. The reference runs here, in the trusted
 process, and so does every comparison.
 
 What the student's code did to the models it was given comes back too: every call of a model that a
-check records (a diffusers UNet with a recording hook, a :class:`~autograder.fixtures.Probe`) is replayed
+check records (a diffusers UNet with a recording hook, a :class:`~fwd_kit.checks.fixtures.Probe`) is replayed
 on the grader's copy of the model with the same inputs and mode, so the checks read what they would have
 read in one process. Generators come back in the state the student's code left them.
 """

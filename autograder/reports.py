@@ -23,6 +23,7 @@ from pathlib import Path
 from autograder.catalogue import PARTS, Test, all_tests
 from autograder.rubric import Written, rubric
 
+
 @dataclass
 class Outcome:
     """The result of one test, in Gradescope's terms, plus pictures for the feedback page."""
@@ -165,7 +166,7 @@ def output_names(paths) -> list[str]:
 
 def write_report(report: Report, out_dir: str | Path) -> Path:
     """``results.json`` and ``feedback.html`` in ``out_dir``; returns the results path."""
-    from autograder.wire import finite_json
+    from fwd_kit.grading.wire import finite_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

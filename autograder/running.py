@@ -12,7 +12,7 @@ import io
 import time
 
 from autograder.catalogue import Test, check_for
-from autograder.compare import collecting_evidence
+from fwd_kit.checks.compare import collecting_evidence
 from autograder.remote import RemoteClass, RemoteFunction, SandboxFailure, StudentError, StudentNotImplemented
 from autograder.reports import Outcome, pictures
 from autograder.sandbox import Sandbox

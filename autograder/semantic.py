@@ -4,9 +4,9 @@ Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_
 strided list ``strided_timesteps()`` (990, 960, …, 0: 34 entries), and every loop here starts at
 i_start = 0, from pure noise.
 
-The public checks (:mod:`autograder.public_a`) compare a few steps on a tiny random UNet with the
+The public checks (:mod:`fwd_kit.checks.public_a`) compare a few steps on a tiny random UNet with the
 reference: mechanics. These checks run the student's whole loop (33 UNet steps, CFG γ = 7) with the
-project's trained digit model (``reference/digit_model``, 32×32, draws MNIST digits from the prompts
+project's trained digit model (``fwd_kit/digit_model``, 32×32, draws MNIST digits from the prompts
 "a handwritten digit zero" … "nine") and ask the project's MNIST classifier (``reference.classifier``)
 what the pictures show:
 
@@ -39,11 +39,11 @@ import itertools
 
 import torch
 
-from autograder.compare import assert_true, passed, public_check, quiet, tensor_problem
+from fwd_kit.checks.compare import assert_true, passed, public_check, quiet, tensor_problem
 from fwd_kit.checks.fixtures import IDENTITY
+from fwd_kit.digit_model import DIGIT_PROMPTS
 from reference import denoise as ref
 from reference import illusions as ref_illusions
-from reference.digit_model import DIGIT_PROMPTS
 
 FLIP_VIEW = (functools.partial(torch.flip, dims=[2]),) * 2  # upside down, as data the student's process can rebuild
 
@@ -68,7 +68,7 @@ HYBRID_CASES = ((1, 4, 10), (0, 6, 1), (1, 0, 10), (0, 7, 1), (0, 6, 10), (0, 7,
 
 @functools.lru_cache(maxsize=1)
 def _digit_model():
-    from reference.loading import (
+    from fwd_kit.loading import (
         DIGIT_EMBEDS,
         DIGIT_MODEL,
         load_prompt_embeds,

@@ -44,8 +44,8 @@ def main(argv=None) -> None:
     import torch
     from diffusers import DDPMScheduler, IFPipeline
 
+    from fwd_kit.tiny import tiny_stage1_pipeline
     from reference.denoise import cfg_noise, predict_noise, sample, strided_timesteps
-    from reference.tiny import tiny_stage1_pipeline
 
     stage1 = tiny_stage1_pipeline()
     config = stage1.scheduler.config

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from reference import data as digits
+from fwd_kit import data as digits
 from reference import training
 
 MODELS = {  # name: (experiment whose loss is timed, width D, batch size) — the course settings

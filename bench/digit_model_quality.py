@@ -52,10 +52,10 @@ def draw_digit(strokes, size: int = 32, width: int = 3) -> torch.Tensor:
 
 def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> dict:
     """Run the five checks; returns {name: fraction} and the images for the figures (key "_images")."""
+    from fwd_kit.data import batch_images, load_offline_mnist, to_device_tensors
+    from fwd_kit.digit_model import DIGIT_PROMPTS, digits_to_images
     from reference.classifier import classify, to_mnist
-    from reference.data import batch_images, load_offline_mnist, to_device_tensors
     from reference.denoise import gaussian_noise, sample, strided_timesteps
-    from reference.digit_model import DIGIT_PROMPTS, digits_to_images
     from reference.editing import inpaint, sdedit
     from reference.illusions import flip_upside_down, lowpass, make_hybrids, visual_anagram
 
@@ -118,7 +118,7 @@ def quality(pipe, embeds, classifier, n: int = 30, seed: int = 0, log=print) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="pipeline directory (default: reference.loading.DIGIT_MODEL)")
+    parser.add_argument("--model", default=None, help="pipeline directory (default: fwd_kit.loading.DIGIT_MODEL)")
     parser.add_argument("--n", type=int, default=None, help="samples per prompt / per check (default 30; --quick 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one generator all checks draw from")
     parser.add_argument("--out", default="bench_out/digit_model", help="folder for the figures")
@@ -130,8 +130,8 @@ def main(argv=None) -> int:
 
     from torchvision.utils import make_grid, save_image
 
+    from fwd_kit.loading import DIGIT_EMBEDS, DIGIT_MODEL, load_prompt_embeds, load_stage1
     from reference.classifier import load_classifier
-    from reference.loading import DIGIT_EMBEDS, DIGIT_MODEL, load_prompt_embeds, load_stage1
 
     model = Path(args.model) if args.model else DIGIT_MODEL
     pipe = load_stage1(model, device="cpu", dtype=torch.float32)

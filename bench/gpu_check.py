@@ -45,8 +45,8 @@ def config_differences(repo_id: str, ours: dict) -> dict:
 
 def bundle_disagreements(bundle_path, reference_path) -> dict:
     """{entry: (values outside, largest error)} of a bundle against a reference bundle, by the manifest's rules."""
-    from autograder.compare import difference
     from fwd_kit.bundle import FORMAT, entry_tolerance, looser, read_file
+    from fwd_kit.checks.compare import difference
 
     ref_manifest, ref = read_file(reference_path, FORMAT)
     manifest, ours = read_file(bundle_path, FORMAT)

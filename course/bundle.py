@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fwd_kit.bundle import *  # noqa: F403 - the format, calls and tolerances, shared with the student kit
-from fwd_kit.bundle import (  # noqa: F401 - used below and by course.commands.bundle and the tests
+from fwd_kit.bundle import (  # the format, calls and tolerances, shared with the student kit
     BATCH,
     CALLS,
     ENTRIES,

@@ -19,8 +19,17 @@ Ranges: Part A images are float tensors in [-1, 1], shape (B, 3, H, W); Part B d
 shape (B, 1, 28, 28).
 
 Modules:
-    Part A — ``images`` (load/show/save), ``loading`` (DeepFloyd, prompt embeddings), ``tiny`` (offline
-    stand-ins), ``denoise`` (forward process, one-step, strided iterative denoising, CFG), ``editing``
-    (SDEdit, inpainting), ``illusions`` (visual anagrams, hybrids), ``upsample`` (stage 2).
-    Part B — ``unet``, ``denoiser``, ``flow_matching``, ``ddpm``, ``data``, ``training``, ``classifier``.
+    Part A — ``denoise`` (forward process, one-step, strided iterative denoising, CFG), ``editing``
+    (SDEdit, inpainting), ``illusions`` (visual anagrams, hybrids).
+    Part B — ``unet``, ``denoiser``, ``flow_matching``, ``ddpm``, ``training``, ``classifier``, ``figures``.
+
+The helpers these use live in the student kit, under one name each: ``fwd_kit.images`` (load/show/save),
+``fwd_kit.loading`` (DeepFloyd, prompt embeddings), ``fwd_kit.tiny`` (offline stand-ins),
+``fwd_kit.upsample`` (stage 2), ``fwd_kit.data`` (MNIST), ``fwd_kit.digit_model``, ``fwd_kit.validate``
+(input checks). Their old names here (``reference.loading``, …) raise an ImportError that names the new
+module (:mod:`fwd_kit.moved`).
 """
+
+from fwd_kit import moved
+
+moved.install()

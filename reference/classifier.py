@@ -1,7 +1,7 @@
 """A judge for generated digits: a small MNIST classifier, its feature space and a Fréchet distance.
 
 The classifier is trained by the project itself (``train_classifier``) on the offline training split
-only (``reference.data``: 4,000 digits), so the held-out split stays unseen; its weights ship as
+only (``fwd_kit.data``: 4,000 digits), so the held-out split stays unseen; its weights ship as
 ``classifier_weights.safetensors`` (≈ 0.4 MB). ``evaluate_checkpoint`` samples a class-conditioned
 model with classifier-free guidance and reports how often the classifier recognises the requested digit,
 per digit and overall, and the Fréchet distance between generated and held-out digits in the
@@ -22,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from fwd_kit import data as digits
 from fwd_kit.validate import check_image
-from reference import data as digits
 
 WEIGHTS_PATH = Path(__file__).with_name("classifier_weights.safetensors")
 CACHE_PATH = Path.home() / ".cache" / "fun-with-diffusion" / "classifier_weights.safetensors"

@@ -19,7 +19,7 @@ os.environ.setdefault("FWD_HIDDEN_SECRET", "tests-offering-secret")  # the hidde
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory):
     """``{"stage1": Path, "stage2": Path}``: tiny IF pipelines saved with fp32 and fp16 weights."""
-    from reference.tiny import save_tiny_models
+    from fwd_kit.tiny import save_tiny_models
 
     return save_tiny_models(tmp_path_factory.mktemp("tiny_if"), variants=(None, "fp16"))
 

@@ -1,4 +1,5 @@
-"""Reference bundles (course.bundle, ``course bundle``) and students' artifacts (autograder.artifacts).
+"""Reference bundles (their format: fwd_kit.bundle; the reference run: course.bundle, ``course bundle``) and
+students' artifacts (autograder.artifacts).
 
 A bundle of the digit model is built on the CPU through the CLI. The "student" is a notebook-like
 namespace: the reference functions' sources run in one dict with the notebook's provided imports, so a
@@ -14,27 +15,27 @@ import inspect
 import pytest
 import torch
 
-from autograder.artifacts import ARTIFACTS_FORMAT, compare_artifacts, export_artifacts
-from course.bundle import (
+from autograder.artifacts import compare_artifacts
+from course.bundle import build_bundle, make_inputs
+from course.cli import main
+from fwd_kit.artifacts import ARTIFACTS_FORMAT, export_artifacts
+from fwd_kit.bundle import (
     ENTRIES,
     FORMAT,
-    build_bundle,
     entry_tolerance,
     looser,
-    make_inputs,
     model_fingerprint,
     model_mismatch,
     read_file,
     tensor_sha256,
     write_file,
 )
-from course.cli import main
 from reference import denoise, editing, illusions
 
 NOTEBOOK_IMPORTS = """
 import torch
 import torchvision.transforms.functional as TF
-from reference.checks import check_embeds, check_i_start, check_image, check_same_shape, check_timestep, check_timesteps
+from fwd_kit.validate import check_embeds, check_i_start, check_image, check_same_shape, check_timestep, check_timesteps
 from reference.denoise import add_variance, denoise_step, gaussian_noise, predict_noise, set_strided_timesteps
 from reference.editing import check_mask
 """
@@ -58,7 +59,7 @@ def notebook_namespace() -> dict:
 
 @pytest.fixture(scope="module")
 def digit():
-    from reference.loading import DIGIT_MODEL, load_stage1
+    from fwd_kit.loading import DIGIT_MODEL, load_stage1
 
     torch.set_num_threads(1)
     return load_stage1(DIGIT_MODEL, device="cpu", dtype=torch.float32)
@@ -191,7 +192,7 @@ def test_a_perturbed_entry_fails_alone_and_loops_allow_a_few_outliers(bundle, so
 
 
 def test_another_model_is_refused_at_export_and_rejected_at_comparison(bundle, digit, solution_artifacts, tmp_path):
-    from reference.tiny import stage1_scheduler, tiny_stage1_unet
+    from fwd_kit.tiny import stage1_scheduler, tiny_stage1_unet
 
     tiny, scheduler = tiny_stage1_unet(), stage1_scheduler()
     with pytest.raises(ValueError, match="made with digit, but your UNet"):
@@ -213,8 +214,8 @@ def test_another_model_is_refused_at_export_and_rejected_at_comparison(bundle, d
 
 
 def test_artifacts_from_other_inputs_are_rejected(digit, solution_artifacts, tmp_path):
-    from reference.digit_model import DIGIT_PROMPTS
-    from reference.loading import DIGIT_EMBEDS, load_prompt_embeds
+    from fwd_kit.digit_model import DIGIT_PROMPTS
+    from fwd_kit.loading import DIGIT_EMBEDS, load_prompt_embeds
 
     other = build_bundle(digit.unet, digit.scheduler, load_prompt_embeds(DIGIT_EMBEDS), (DIGIT_PROMPTS[6],
                          DIGIT_PROMPTS[9]), tmp_path / "other_bundle.safetensors", model_id="digit", seed=1)
@@ -293,8 +294,7 @@ def test_a_real_bfloat16_run_passes_against_the_float32_bundle(bundle, digit, tm
 def test_course_grade_compares_the_submitted_artifacts_with_the_bundle(bundle, solution_artifacts, digit, tmp_path):
     import shutil
 
-    from autograder.catalogue import ARTIFACTS_FILE, ARTIFACT_POINTS
-
+    from autograder.catalogue import ARTIFACT_POINTS, ARTIFACTS_FILE
     from autograder.grade import grade_submission
     from course.notebooks.build import REPO_ROOT
 

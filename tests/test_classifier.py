@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from fwd_kit import data as digits
 from reference import classifier as judge
-from reference import data as digits
 
 
 @pytest.fixture(scope="module")

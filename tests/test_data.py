@@ -2,7 +2,7 @@
 
 import torch
 
-from reference import data as digits
+from fwd_kit import data as digits
 
 
 def test_offline_training_split_has_4000_digits_in_unit_range():

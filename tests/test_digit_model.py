@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from reference.digit_model import DIGIT_PROMPTS, DigitModelConfig, build_digit_unet, hybrid_loss
-from reference.loading import DIGIT_EMBEDS, DIGIT_MODEL
+from fwd_kit.digit_model import DIGIT_PROMPTS, DigitModelConfig, build_digit_unet, hybrid_loss
+from fwd_kit.loading import DIGIT_EMBEDS, DIGIT_MODEL
 
 needs_model = pytest.mark.skipif(not (DIGIT_MODEL / "model_index.json").exists(),
                                 reason=f"the digit model is not installed at {DIGIT_MODEL}")
@@ -24,7 +24,7 @@ def digit_pipe():
 
 @pytest.fixture(scope="module")
 def digit_embeds():
-    from reference.loading import load_prompt_embeds
+    from fwd_kit.loading import load_prompt_embeds
 
     return load_prompt_embeds(DIGIT_EMBEDS)
 
@@ -85,8 +85,8 @@ def test_embeddings_hold_the_eleven_prompts_at_the_unet_width(digit_pipe, digit_
 
 @needs_model
 def test_embeddings_are_remade_by_the_tiny_t5():
-    from reference.digit_model import make_prompt_embeds
-    from reference.loading import load_prompt_embeds
+    from fwd_kit.digit_model import make_prompt_embeds
+    from fwd_kit.loading import load_prompt_embeds
 
     shipped, remade = load_prompt_embeds(DIGIT_EMBEDS), make_prompt_embeds(DigitModelConfig().text_seed)
     for prompt in shipped:
@@ -95,7 +95,7 @@ def test_embeddings_are_remade_by_the_tiny_t5():
 
 def test_hybrid_loss_matches_the_scheduler_variance_and_an_analytic_kl():
     """At frac = 0 (v = −1) p's variance is β̃_t, so with ε̂ = ε the KL is 0 and the loss is 0."""
-    from reference.tiny import stage1_scheduler
+    from fwd_kit.tiny import stage1_scheduler
 
     abar = stage1_scheduler().alphas_cumprod
     gen = torch.Generator().manual_seed(0)
@@ -126,7 +126,7 @@ def test_config_builds_the_shipped_architecture(digit_pipe):
 def test_learning_rate_warms_up_then_decays_to_zero_on_a_cosine():
     from dataclasses import replace
 
-    from reference.digit_model import learning_rate
+    from fwd_kit.digit_model import learning_rate
 
     config = replace(DigitModelConfig(), lr=1e-3, warmup_steps=10, steps=110, cosine_decay=True)
     assert learning_rate(config, 0) == pytest.approx(1e-4) and learning_rate(config, 9) == pytest.approx(1e-3)
@@ -171,7 +171,7 @@ def test_training_is_seeded_and_resumes_bit_exactly(tmp_path):
 
     from safetensors.torch import load_file
 
-    from reference.digit_model import train_digit_model
+    from fwd_kit.digit_model import train_digit_model
 
     config = replace(DigitModelConfig(), batch_size=4, steps=2, checkpoint_every=1, warmup_steps=1)
     train_digit_model(config, tmp_path / "straight", log=lambda _: None)

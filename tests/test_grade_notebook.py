@@ -17,7 +17,6 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder.catalogue import detect_part, load_assignment
-
 from autograder.grade import grade_submission
 from autograder.notebook import SubmissionError, extract, find_notebook, read_notebook
 from course.notebooks.build import REPO_ROOT
@@ -125,8 +124,10 @@ def test_importing_the_grader_or_the_references_answers_is_refused():
     got = extract(nb, GRADED, allowed)
     assert "from reference.denoise import" in got.problems["forward"]
     assert "Conv" not in got.problems
-    nb = notebook(answer("Conv", "import autograder.compare\nclass Conv:\n    pass\n"))
-    assert "import autograder.compare" in extract(nb, GRADED, allowed).problems["Conv"]
+    nb = notebook(answer("Conv", "import autograder.semantic\nclass Conv:\n    pass\n"))
+    assert "import autograder.semantic" in extract(nb, GRADED, allowed).problems["Conv"]
+    nb = notebook(answer("Conv", "from reference.checks import check_image\nclass Conv:\n    pass\n"))
+    assert "from reference.checks import … — moved to fwd_kit.validate" in extract(nb, GRADED, allowed).problems["Conv"]
 
 
 def test_submission_folders_and_files_that_are_not_notebooks(tmp_path):

@@ -23,13 +23,12 @@ notebooks into a temporary folder. Where the grader mis-grades a mistake, the ca
 from __future__ import annotations
 
 import pytest
+from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
 
-from autograder import public
 from autograder.catalogue import load_assignment
 from autograder.grade import grade_submission
 from autograder.rubric import rubric
-
-from submission_kit import ALTERNATIVES, CALLS, RELEASE, SOLUTION, Edit, Submission, broken_by, defined_in_answers
+from fwd_kit import checks as public
 
 PUBLIC_HIDDEN = ("public", "hidden")
 STUDENT_TEXT, STUDENT_PRINT = "text-of-the-students-own-7", "printed-by-the-student-7"  # a mistake in group B5

@@ -18,7 +18,6 @@ import nbformat
 import pytest
 
 from autograder.grade import grade_batch, grade_submission
-
 from autograder.reports import write_report
 from autograder.sandbox import Limits
 from course.notebooks.build import REPO_ROOT
@@ -113,8 +112,8 @@ BAD_CELLS = {  # grade_id → the cell a misbehaving student wrote instead of th
     "time_fm_forward": """
         def time_fm_forward(unet, x1, generator=None):
             import os
-            folder = os.path.dirname(__import__("autograder.compare").compare.__file__)
-            return open(os.path.join(folder, "public_b.py")).read()  # the grader's checks
+            folder = os.path.dirname(__import__("autograder.semantic").semantic.__file__)
+            return open(os.path.join(folder, "semantic.py")).read()  # the grader's hidden checks
         """,
 }
 EDITS = {  # grade_id → (line of the solution, what the student wrote instead)

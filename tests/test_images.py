@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reference.images import center_square_mask, load_image, rect_mask, save_grid, to_display
+from fwd_kit.images import center_square_mask, load_image, rect_mask, save_grid, to_display
 
 
 def test_load_skimage_photo_is_a_center_crop_in_range():

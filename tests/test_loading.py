@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from reference import loading
-from reference.tiny import install_in_fake_hub_cache
+from fwd_kit import loading
+from fwd_kit.tiny import install_in_fake_hub_cache
 
 
 def test_load_stage1_and_stage2_fp32_from_directories(tiny_model_dirs):

@@ -4,14 +4,13 @@ notebooks executed end to end on CPU in FAST mode (solution: every check passes;
 every check fails with the stub's NotImplementedError).
 
 Oracles: the committed notebooks against a fresh build/release; nbgrader's own ClearSolutions (through
-``generate_assignment``) against our markers; the public checks of ``autograder.public`` run inside
+``generate_assignment``) against our markers; the public checks of ``fwd_kit.checks`` run inside
 the executed notebooks; ``nbgrader validate`` on both versions.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,9 +22,9 @@ import pytest
 from course.notebooks.build import (
     BEGIN,
     BEGIN_HIDDEN,
-    HIDDEN_IMPORT,
     END,
     END_HIDDEN,
+    HIDDEN_IMPORT,
     PARTS,
     REPO_ROOT,
     build_notebook,
@@ -309,14 +308,8 @@ def test_release_reproduces_the_committed_assignments(tmp_path):
 # (d), (e) executing the Part B notebooks on CPU in FAST mode; (f) nbgrader validate
 
 
-def require_public_checks():
-    if importlib.util.find_spec("autograder.public") is None:
-        pytest.skip("autograder/public.py (the public checks) does not exist yet: the Check cells cannot import it")
-
-
 @pytest.mark.parametrize("part", PARTS)
 def test_every_check_cell_calls_an_existing_public_check(part):
-    require_public_checks()
     import fwd_kit.checks as public
 
     cells = load_template(part)
@@ -376,7 +369,6 @@ def require_template(part: str) -> None:
 
 @pytest.mark.parametrize("part", EXECUTED_PARTS)
 def test_solution_notebook_runs_and_passes_every_public_check(part, tmp_path, monkeypatch):
-    require_public_checks()
     require_template(part)
     nb = execute(solution_path(REPO_ROOT, part), tmp_path, monkeypatch)
     failed = {c.id: f"{e[0].ename}: {e[0].evalue}" for c in nb.cells if c.cell_type == "code" and (e := errors(c))}
@@ -392,7 +384,6 @@ def test_solution_notebook_runs_and_passes_every_public_check(part, tmp_path, mo
 @pytest.mark.slow  # the same run in the student kit's own environment is in the default suite (tests/test_kit.py)
 @pytest.mark.parametrize("part", EXECUTED_PARTS)
 def test_student_notebook_checks_fail_with_not_implemented(part, tmp_path, monkeypatch):
-    require_public_checks()
     require_template(part)
     nb = execute(REPO_ROOT / "assignments" / part / f"{part}.ipynb", tmp_path, monkeypatch)
     for cell in solution_cells(nb):
@@ -419,7 +410,6 @@ def nbgrader_validate(path: Path) -> str:
 
 @pytest.mark.slow  # ~65 s on 2 busy cores: two more full executions through nbgrader's own CLI
 def test_nbgrader_validate_passes_the_solution_and_fails_the_stub(tmp_path):
-    require_public_checks()
     import shutil
 
     for version, source in (("solution", solution_path(REPO_ROOT, "partB")),

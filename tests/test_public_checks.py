@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from autograder import public
+from fwd_kit import checks as public
 from fwd_kit import expected
 from reference import ddpm as DD
 from reference import denoise as D
@@ -912,7 +912,7 @@ def test_checks_leave_the_global_random_state_alone():
 
 
 def test_tolerance_follows_the_coarsest_dtype():
-    from autograder.compare import TOLERANCES, tolerance
+    from fwd_kit.checks.compare import TOLERANCES, tolerance
 
     assert tolerance(torch.float32, torch.float16) == TOLERANCES[torch.float16]
     assert tolerance(torch.float32) == TOLERANCES[torch.float32]
@@ -920,7 +920,7 @@ def test_tolerance_follows_the_coarsest_dtype():
 
 
 def test_difference_says_how_far_and_where():
-    from autograder.compare import difference
+    from fwd_kit.checks.compare import difference
 
     expected = torch.zeros(2, 3, 4, 5)
     actual = expected.clone()
@@ -932,7 +932,7 @@ def test_difference_says_how_far_and_where():
 
 
 def test_assert_close_names_nan_shape_and_dtype():
-    from autograder.compare import assert_close
+    from fwd_kit.checks.compare import assert_close
 
     expected = torch.ones(2, 3)
     cases = [(torch.full((2, 3), float("nan")), "NaN"), (torch.ones(3, 2), "shape (3, 2)"),
@@ -1098,7 +1098,7 @@ def test_a_seed_gives_the_same_inputs_every_time(name):
 
 
 def test_fixtures_draw_other_inputs_at_other_seeds():
-    from autograder import fixtures
+    from fwd_kit.checks import fixtures
 
     public_inputs, hidden_inputs = fixtures.picture_inputs(0), fixtures.picture_inputs(1)
     for key in public_inputs:

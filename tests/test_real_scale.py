@@ -194,8 +194,8 @@ def cpu_has_native_bfloat16() -> bool:
 def test_course_bundle_bfloat16_agrees_with_float32_within_the_manifests_tolerances(cache_dir, embeds_file,
                                                                                      bundle_fp32, tmp_path):
     """bfloat16 on a CPU: the same reference, judged against the float32 bundle by the bundle's own rules."""
-    from autograder.compare import difference
     from fwd_kit.bundle import entry_tolerance, looser
+    from fwd_kit.checks.compare import difference
 
     started = time.perf_counter()
     run_course(["bundle", "--model", STAGE1_ID, "--device", "cpu", "--dtype", "bfloat16", "--embeds", str(embeds_file),

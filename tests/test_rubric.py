@@ -15,14 +15,13 @@ import json
 
 import nbformat
 import pytest
+from nbgrader_trip import the_solution
 
 from autograder import catalogue
 from autograder.catalogue import load_assignment
 from autograder.reports import Outcome, Report, feedback_html, write_report, write_summary
 from autograder.rubric import ANSWER_STUB, RUBRICS, question_markdown, rubric, written_answers
 from course.notebooks.build import REPO_ROOT, solution_path
-
-from nbgrader_trip import the_solution
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:nbgrader.api")  # SQLAlchemy's autoflush notes
 
@@ -68,8 +67,8 @@ def rubric_points(part: str) -> dict[str, dict[str, float]]:
 
 @pytest.mark.parametrize("part", PARTS)
 def test_the_rubric_lists_every_graded_function_in_notebook_order(part):
-    from autograder.public import PART_A, PART_B
     from autograder.semantic import SEMANTIC
+    from fwd_kit.checks import PART_A, PART_B
 
     table = rubric(part)
     assert [g.name for g in table.graded] == load_assignment(part).graded

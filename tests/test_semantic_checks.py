@@ -13,10 +13,10 @@ import torch
 import torchvision.transforms.functional as TF
 
 from autograder import semantic as S
-from autograder.wire import Encoder
+from fwd_kit.grading.wire import Encoder
+from fwd_kit.loading import DIGIT_MODEL
 from reference import denoise as D
 from reference import illusions as I
-from reference.loading import DIGIT_MODEL
 
 pytestmark = pytest.mark.skipif(not (DIGIT_MODEL / "model_index.json").exists(),
                                 reason=f"the digit model is not installed at {DIGIT_MODEL}")

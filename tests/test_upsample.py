@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reference.upsample import upsample
+from fwd_kit.upsample import upsample
 
 
 def _inputs(text_width, batch=2, side=64):

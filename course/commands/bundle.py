@@ -32,9 +32,14 @@ def run(args) -> int:
     import torch
 
     from course.bundle import build_bundle, write_inputs_only
-    from reference.digit_model import DIGIT_PROMPTS
-    from reference.loading import (
-        DIGIT_EMBEDS, DIGIT_MODEL, default_device, default_dtype, load_prompt_embeds, load_stage1,
+    from fwd_kit.digit_model import DIGIT_PROMPTS
+    from fwd_kit.loading import (
+        DIGIT_EMBEDS,
+        DIGIT_MODEL,
+        default_device,
+        default_dtype,
+        load_prompt_embeds,
+        load_stage1,
     )
 
     device = torch.device(args.device) if args.device else default_device()

@@ -2,7 +2,7 @@
 
 One prompt per line; blank lines and lines starting with ``#`` are skipped. The empty prompt ``""``
 (for classifier-free guidance) is always added. Needs the stage-1 model's T5 text encoder (about
-10 GB of GPU memory in fp16, 5 GB with ``--8bit``) and access to it (see ``reference.loading``).
+10 GB of GPU memory in fp16, 5 GB with ``--8bit``) and access to it (see ``fwd_kit.loading``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def read_prompts(path) -> list[str]:
 def run(args) -> int:
     import torch
 
-    from reference.loading import STAGE1_DEFAULT, compute_prompt_embeds, save_prompt_embeds
+    from fwd_kit.loading import STAGE1_DEFAULT, compute_prompt_embeds, save_prompt_embeds
 
     try:
         prompts = read_prompts(args.prompts)
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("prompts", help="text file, one prompt per line (# comments and blank lines skipped)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
-    parser.add_argument(  # None → reference.loading.STAGE1_DEFAULT, resolved in run() to keep --help fast
+    parser.add_argument(  # None → fwd_kit.loading.STAGE1_DEFAULT, resolved in run() to keep --help fast
         "--model", default=None, help="hub id or directory of the stage-1 pipeline (default: DeepFloyd/IF-I-XL-v1.0)"
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

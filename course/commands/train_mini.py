@@ -1,6 +1,6 @@
-"""``course train-mini``: train the small DeepFloyd-compatible digit model (``reference.digit_model``).
+"""``course train-mini``: train the small DeepFloyd-compatible digit model (``fwd_kit.digit_model``).
 
-With the default config and seed this reproduces the shipped weights in ``reference/digit_model``
+With the default config and seed this reproduces the shipped weights in ``fwd_kit/digit_model``
 (bit-identical on the same machine, torch version and thread count; other CPUs or torch builds may
 differ in the last bits and so drift apart over training). ``--minutes`` stops early and keeps the
 checkpoint; ``--resume`` continues from it exactly where it stopped. Ctrl-C ends the run with one line: the
@@ -43,10 +43,9 @@ def run(args) -> int:
     from dataclasses import replace
 
     import torch
-
     from tqdm.auto import tqdm
 
-    from reference.digit_model import DigitModelConfig, train_digit_model
+    from fwd_kit.digit_model import DigitModelConfig, train_digit_model
 
     def tqdm_write(line: str) -> None:  # log lines that do not break the progress bar
         tqdm.write(line)
@@ -62,11 +61,11 @@ def run(args) -> int:
     judge = None
     if args.judge_every:
         from course.digit_quality import TrainingJudge
-        from reference.digit_model import make_prompt_embeds
+        from fwd_kit.digit_model import make_prompt_embeds
 
         judge = TrainingJudge(out, make_prompt_embeds(config.text_seed), n=args.judge_n, log=tqdm_write)
         if config.init_from is not None and not judge.rows:  # the starting weights are the row to beat
-            from reference.loading import load_stage1
+            from fwd_kit.loading import load_stage1
 
             judge(0, load_stage1(Path(config.init_from), device="cpu", dtype=torch.float32).unet, None)
     try:
@@ -90,7 +89,7 @@ def register(subparsers) -> None:
         help="train the small DeepFloyd-compatible digit model on MNIST",
         description="Train the digit model (IF stage 1's interface at 32x32, prompts 'a handwritten digit "
         "zero' ... 'nine' and '') on the offline MNIST digits and save it as a pipeline directory with its "
-        "prompt embeddings. The defaults reproduce reference/digit_model.",
+        "prompt embeddings. The defaults reproduce fwd_kit/digit_model.",
     )
     parser.add_argument("--out", default="digit_model", help="output pipeline directory (default: ./digit_model)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: DigitModelConfig.steps)")

@@ -4,7 +4,7 @@ section (``partB_ddpm``).
 
 ``course.notebooks.build`` turns ``CELLS`` into ``solutions/partB/partB.ipynb``. Solutions are lifted
 from ``reference.unet``, ``reference.denoiser``, ``reference.flow_matching`` (and ``reference.ddpm``);
-every one is followed by its public check from ``autograder.public``. Flow matching uses t = 0 for
+every one is followed by its public check from ``fwd_kit.checks``. Flow matching uses t = 0 for
 noise and t = 1 for data; DDPM uses t = 0 for clean digits (the notebook says so where it matters).
 """
 

@@ -2,16 +2,16 @@
 
 In an nbgrader autograder-test cell::
 
-    from autograder.public import check_forward
+    from fwd_kit.checks import check_forward
     check_forward(forward)
 
 Each ``check_<name>(student_obj)`` runs the student's ``<name>`` (same name and signature as in
 ``reference``) on small seeded inputs on the CPU, compares with the reference, prints one line starting
 with ✓ when all is well and raises ``AssertionError`` with a guiding question when not. A stub's
 ``NotImplementedError`` passes through unchanged; nothing is written to stderr (nbgrader scores a cell 0
-when anything is). Part A checks use a tiny random IF stage-1 UNet (``reference.tiny``), Part B checks
-small reference UNets and a recording stand-in; see :mod:`autograder.public_a`,
-:mod:`autograder.public_a_illusions`, :mod:`autograder.public_b` and :mod:`autograder.public_b_generative`.
+when anything is). Part A checks use a tiny random IF stage-1 UNet (``fwd_kit.tiny``), Part B checks
+small reference UNets and a recording stand-in; see :mod:`fwd_kit.checks.public_a`,
+:mod:`fwd_kit.checks.public_a_illusions`, :mod:`fwd_kit.checks.public_b` and :mod:`fwd_kit.checks.public_b_generative`.
 These checks are visible to students and modest; the autograder's hidden checks use other inputs.
 """
 

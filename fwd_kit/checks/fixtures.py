@@ -1,6 +1,6 @@
 """Small models, seeded inputs and call recorders shared by the public checks (and the autograder).
 
-Part A: a tiny random IF stage-1 UNet built in memory from ``reference.tiny`` (CPU, float32, cached for
+Part A: a tiny random IF stage-1 UNet built in memory from ``fwd_kit.tiny`` (CPU, float32, cached for
 the session, handed out as copies), DeepFloyd's stage-1 scheduler, seeded (2, 3, 32, 32) pictures and
 prompt embeddings, and :class:`UNetCalls`, which records the timesteps a diffusers UNet is called at.
 Time convention there: t = 0 clean, t = 999 noisiest.
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import functools
+import hashlib
 import random
 
 import torch
@@ -245,7 +245,7 @@ def build(cls, *args, seed: int = 0, **kwargs) -> nn.Module:
         torch.manual_seed(seed)
         module = cls(*args, **kwargs)
     if isinstance(module, nn.Module):
-        module._wire_init = (args, kwargs)  # lets the grader rebuild it in the student's process (autograder.wire)
+        module._wire_init = (args, kwargs)  # lets the grader rebuild it in the student's process (fwd_kit.grading.wire)
     return module
 
 

@@ -5,7 +5,7 @@ strided list ``timesteps`` (it is not a timestep).
 
 ``check_<name>(student_fn)`` calls the student's function with the reference signature on small seeded
 inputs — (2, 3, 32, 32) images, random prompt embeddings and a tiny random IF stage-1 UNet built in
-memory from ``reference.tiny`` (CPU, float32, the same on Colab and on a laptop) — and compares with the
+memory from ``fwd_kit.tiny`` (CPU, float32, the same on Colab and on a laptop) — and compares with the
 reference run on the same inputs and the same generator. It prints one line when all is well and
 raises ``AssertionError`` with a question when not; a stub's ``NotImplementedError`` passes through
 unchanged, and nothing reaches stderr. The tiny UNet draws noise, not pictures: these checks test the
@@ -15,7 +15,7 @@ Loops start at ``i_start = 30`` of the usual 34-step list (3 UNet steps) to stay
 ``return_intermediates`` are checked on a run of 11–14 steps (12 at seed 0), so that the every-5th rule
 shows. Every function that draws noise or calls the UNet is run once more with every input tensor and the
 UNet on PyTorch's ``meta`` device (:func:`~fwd_kit.checks.compare.assert_follows_device`): a hard-coded
-``"cpu"`` fails there, on a CPU. The illusions' checks are in :mod:`autograder.public_a_illusions`.
+``"cpu"`` fails there, on a CPU. The illusions' checks are in :mod:`fwd_kit.checks.public_a_illusions`.
 
 Every check takes a keyword ``seed``: 0 (the default) runs the inputs the notebooks show; another seed
 runs the same logic on other pictures, noise, embeddings and generator seeds, and on other timesteps, a

@@ -1,7 +1,7 @@
 """Public checks for Part A's illusions: the views, visual anagrams, low/high-pass filters and hybrid images.
 
 Time convention (Part A): t = 0 is clean, t = 999 is the noisiest timestep; ``i_start`` indexes the
-strided list. Same fixtures and rules as :mod:`autograder.public_a`. The anagram and hybrid checks use
+strided list. Same fixtures and rules as :mod:`fwd_kit.checks.public_a`. The anagram and hybrid checks use
 a scheduler with a fixed variance (``fixed_large_log``), so whichever branch's predicted variance a
 student adds — the course leaves it open — gives the same result. The hybrid check then runs once more
 with DeepFloyd's learned variance, where it accepts the variances the course documents as open (the

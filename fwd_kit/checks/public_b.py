@@ -1,5 +1,5 @@
 """Public checks for Part B's UNet (ops, blocks, networks) and single-step denoiser, run in the notebook
-right after each class or function a student writes. Flow matching and DDPM: :mod:`autograder.public_b_generative`.
+right after each class or function a student writes. Flow matching and DDPM: :mod:`fwd_kit.checks.public_b_generative`.
 
 Time conventions: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is clean, t = T the noisiest
 (the UNet is fed t/T). Digits are (N, 1, 28, 28) in [0, 1].
@@ -7,7 +7,7 @@ Time conventions: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is cle
 Classes are built small (D = 4) and checked, in this order, for output shape, parameter count,
 parameter names (the reference's ``state_dict`` must load, strict) and outputs with the reference's
 weights and BatchNorm statistics (calibrated, then perturbed) in eval mode. Losses run on a
-:class:`~autograder.fixtures.Probe`, a stand-in UNet that returns its input and records what it was
+:class:`~fwd_kit.checks.fixtures.Probe`, a stand-in UNet that returns its input and records what it was
 given: the noise the student drew is read back and judged by its properties (N(0, I) statistics, the
 loss recomputed from it), so any way of drawing it passes.
 

@@ -1,8 +1,8 @@
 """Public checks for Part B's generative models: flow matching (FA25) and DDPM (FA24).
 
 Time conventions — opposite to each other: flow matching t = 0 is noise, t = 1 is data; DDPM t = 0 is
-clean, t = T the noisiest, and the UNet is fed t/T. Same rules as :mod:`autograder.public_b`: losses run
-on a recording :class:`~autograder.fixtures.Probe` and are judged by what it was given (any order of
+clean, t = T the noisiest, and the UNet is fed t/T. Same rules as :mod:`fwd_kit.checks.public_b`: losses run
+on a recording :class:`~fwd_kit.checks.fixtures.Probe` and are judged by what it was given (any order of
 random draws passes); samplers run a small stand-in network (random BatchNorm statistics, left in train
 mode) and must give the reference's samples for the same generator; each sampler and ``ddpm_step`` also runs
 once with the network, the labels and x on PyTorch's ``meta`` device, no generator and the schedule on the CPU

@@ -166,7 +166,7 @@ def module_recipe(module: nn.Module, encoder: Encoder) -> dict:
     """How the student process rebuilds ``module``: its class, constructor arguments, weights, mode.
 
     diffusers models rebuild from their ``config``; the reference's and the fixtures' modules from the
-    arguments :func:`autograder.fixtures.build` recorded (``_wire_init``). Weights and buffers travel as
+    arguments :func:`fwd_kit.checks.fixtures.build` recorded (``_wire_init``). Weights and buffers travel as
     tensors (a module on the meta device has none: it is built and moved there); ``record`` asks the student
     process to log every call (replayed on the grader's copy).
     """
@@ -180,7 +180,7 @@ def module_recipe(module: nn.Module, encoder: Encoder) -> dict:
         return dict(base, kind="diffusers", config=json.loads(json.dumps(dict(module.config), default=list)))
     init = getattr(module, "_wire_init", None)
     if init is None:
-        raise WireError(f"cannot send a {cls.__name__}: build it with autograder.fixtures.build so that its "
+        raise WireError(f"cannot send a {cls.__name__}: build it with fwd_kit.checks.fixtures.build so that its "
                         "constructor arguments are known")
     args, kwargs = init
     return dict(base, kind="class", args=encoder.encode(list(args)), kwargs=encoder.encode(dict(kwargs)))

@@ -1,7 +1,0 @@
-"""Moved to :mod:`fwd_kit.checks.compare` (the public checks ship in the student kit); this name is an alias."""
-
-import sys
-
-from fwd_kit.checks import compare as _module
-
-sys.modules[__name__] = _module
