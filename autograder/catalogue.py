@@ -1,4 +1,5 @@
-"""What is graded: the parts, their graded names (read from the released notebooks), and the tests of each.
+"""What is graded: the parts, their graded names (read from the released notebooks, the grader's copy in
+``autograder/released/``), and the tests of each.
 
 A test is one question asked of one function or class a student writes: its **public** check (the
 check the notebook itself runs), the same check on **hidden** inputs (seeds from the offering's secret,
@@ -21,6 +22,10 @@ PARTS = ("partA", "partB")
 HIDDEN_VISIBILITY = "after_due_date"  # Gradescope: shown once the due date has passed
 ARTIFACT_POINTS = 0.5  # points of each entry of a GPU artifacts file (evidence beside the CPU checks)
 ARTIFACTS_FILE = "partA_artifacts.safetensors"  # what the Part A notebook's last cell writes
+# The released student notebooks as the grader reads them: package data (so the wheel Gradescope installs has
+# them), a copy of assignments/<part>/<part>.ipynb that `course release` writes (tests/test_gradescope.py
+# checks that the two are the same bytes).
+RELEASED_DIR = Path(__file__).resolve().parent / "released"
 
 
 @dataclass
@@ -51,21 +56,12 @@ class Assignment:
 
 
 def trusted_notebook(part: str):
-    """The released student notebook of ``part`` (``assignments/``), or a fresh build of the template."""
-    from course.notebooks.build import (
-        RELEASE_DIR,
-        REPO_ROOT,
-        build_notebook,
-        load_template,
-    )
-
-    path = REPO_ROOT / RELEASE_DIR / part / f"{part}.ipynb"
-    if path.is_file():
-        return read_notebook(path)
-    template = load_template(part)
-    if template is None:
-        raise ValueError(f"no notebook template for {part!r}")
-    return build_notebook(template)
+    """The released student notebook of ``part``, from the grader's own copy (:data:`RELEASED_DIR`)."""
+    path = RELEASED_DIR / f"{part}.ipynb"
+    if not path.is_file():
+        raise ValueError(f"the grader has no released notebook for {part!r} at {path}: run `course release`, "
+                         "which writes it there beside assignments/.")
+    return read_notebook(path)
 
 
 def load_assignment(part: str) -> Assignment:
@@ -119,10 +115,10 @@ def tests_for(assignment: Assignment, kinds=("public", "hidden", "semantic")) ->
 
 
 def artifact_tests(part: str, first_number: int) -> list[Test]:
-    """One test per entry of a reference bundle (``course.bundle.ENTRIES``): Part A only."""
+    """One test per entry of a reference bundle (:data:`fwd_kit.bundle.ENTRIES`): Part A only."""
     if part != "partA":
         return []
-    from course.bundle import ENTRIES
+    from fwd_kit.bundle import ENTRIES
 
     return [Test(f"A{first_number}.{k}", f"{call.function}: your GPU artifact {name}", call.function, "artifacts",
                  ARTIFACT_POINTS) for k, (name, call) in enumerate(ENTRIES.items(), start=1)]

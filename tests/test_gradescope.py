@@ -95,8 +95,9 @@ def test_zip_holds_the_scripts_the_settings_and_the_course_wheel(autograder_zip)
     assert "https://download.pytorch.org/whl/cpu" in index_line and torch_pin in index_line and vision_pin in index_line
     install_line = next(line for line in setup.splitlines() if wheels[0] in line)
     assert torch_pin in install_line and "nbformat" in install_line and "cu1" not in setup
-    # the wheel holds the grader, the templates the trusted notebooks are built from, and the models
-    for path in ("autograder/grade.py", "fwd_kit/grading/child.py", "course/gradescope.py", "course/notebooks/partB.py",
+    # the wheel holds the grader, the released notebooks it reads, and the models
+    for path in ("autograder/grade.py", "fwd_kit/grading/child.py", "course/gradescope.py",
+                 "autograder/released/partA.ipynb", "autograder/released/partB.ipynb",
                  "reference/classifier_weights.safetensors", "fwd_kit/digit_model/unet/config.json",
                  "fwd_kit/data/expectations.safetensors"):
         assert path in packaged, path
@@ -140,9 +141,22 @@ def test_run_autograder_writes_results_when_python_or_its_settings_fail(autograd
     assert results["score"] == 0 and results["tests"] == [] and "secret" in results["output"]
 
 
-def test_assignment_built_from_the_templates_matches_the_released_notebooks(monkeypatch):
-    """On Gradescope the wheel has no assignments/ folder, so the grader builds each trusted notebook from its
-    template: that must give the same graded names, points, imports and provided definitions."""
+def test_the_graders_copy_of_the_released_notebooks_is_the_release():
+    """The grader reads the released notebooks from its own package data (autograder/released/, in the wheel
+    Gradescope installs, which has no assignments/ folder); `course release` writes that copy beside
+    assignments/: the two must be the same bytes."""
+    from autograder.catalogue import PARTS, RELEASED_DIR
+
+    for part in PARTS:
+        released = REPO / "assignments" / part / f"{part}.ipynb"
+        assert (RELEASED_DIR / f"{part}.ipynb").read_bytes() == released.read_bytes(), \
+            f"autograder/released/{part}.ipynb differs from {released.relative_to(REPO)}: run `course release`"
+
+
+def test_assignment_built_from_the_templates_matches_the_graders_notebooks(monkeypatch):
+    """What the grader reads from its copy of the released notebooks (graded names, classes, imports,
+    provided definitions) is what a fresh build of the templates gives: a template changed without a new
+    release shows here."""
     import autograder.catalogue as catalogue
     from course.notebooks.build import build_notebook, load_template
 

@@ -11,7 +11,8 @@ def register(subparsers) -> None:
         "release",
         help="rebuild solutions/ from the templates and generate the student notebooks in assignments/",
         description="Build solutions/<part>/<part>.ipynb from course/notebooks/<part>.py (solutions lifted "
-        "from reference/), then run nbgrader generate_assignment for each part into assignments/; record the "
+        "from reference/), then run nbgrader generate_assignment for each part into assignments/ (and, without "
+        "--root and --out, copy each into autograder/released/, the copy the grader reads); record the "
         "public checks' expected values into the student kit (fwd_kit) and build its wheel into --kit-dist.",
     )
     parser.add_argument("parts", nargs="*", metavar="PART", help="partA and/or partB (default: both)")
@@ -29,15 +30,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from autograder.catalogue import RELEASED_DIR
     from course.notebooks.build import REPO_ROOT
     from course.notebooks.release import release
 
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         raise SystemExit(f"course release: parts must be among {', '.join(PARTS)}, but got {', '.join(unknown)}.")
+    own = args.root is None and args.out is None  # the course's own release: the grader reads a copy of it
     try:
         released = release(args.root or REPO_ROOT, args.out, tuple(args.parts) or PARTS, regenerate=args.build,
-                           keep_gradebook=args.keep_gradebook)
+                           keep_gradebook=args.keep_gradebook, grader_dir=RELEASED_DIR if own else None)
         if args.kit and released:
             from course.kit import release_kit
 

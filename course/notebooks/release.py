@@ -5,6 +5,8 @@ nbgrader is driven through its Python API with the settings of ``course/nbgrader
 file ``cd course && nbgrader generate_assignment partB`` reads), so both ways give the same result.
 The released notebooks are rewritten in nbformat's canonical JSON without outputs, which makes the
 release deterministic: ``tests/test_notebooks.py`` compares a fresh release with the committed one.
+The course's own release also copies each released notebook to ``autograder/released/``, the grader's copy
+(package data: the grader never reads ``assignments/`` nor imports this package).
 :func:`nbgrader_api` gives the same API for the rest of nbgrader's pipeline (autograde, generate_feedback;
 see ``tests/test_nbgrader_roundtrip.py``).
 """
@@ -110,12 +112,15 @@ def canonicalise(path: Path) -> None:
 
 
 def release(root: str | Path = REPO_ROOT, release_dir: str | Path | None = None, parts=PARTS,
-            regenerate: bool = True, keep_gradebook: bool = False, log=print) -> list[Path]:
+            regenerate: bool = True, keep_gradebook: bool = False, grader_dir: str | Path | None = None,
+            log=print) -> list[Path]:
     """Regenerate ``root/solutions`` from the templates (``regenerate``), then release every part that
     has a solution folder into ``release_dir`` (default ``root/assignments``).
 
     The gradebook nbgrader writes on the way goes to a temporary folder unless ``keep_gradebook``
-    (then ``root/gradebook.db``). Returns the released part folders.
+    (then ``root/gradebook.db``). ``grader_dir``: where to copy each released notebook for the grader as
+    well (``autograder.catalogue.RELEASED_DIR`` for the course's own release; None: nowhere). Returns the
+    released part folders.
     """
     root = Path(root).resolve()
     if regenerate:
@@ -131,4 +136,9 @@ def release(root: str | Path = REPO_ROOT, release_dir: str | Path | None = None,
             out = generate_assignment(part, root, release_dir, db_url)
             log(f"released {part} → {out}")
             released.append(out)
+            if grader_dir is not None:
+                copy = Path(grader_dir) / f"{part}.ipynb"
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_bytes((out / f"{part}.ipynb").read_bytes())
+                log(f"copied {part}.ipynb for the grader → {copy}")
     return released
