@@ -195,11 +195,11 @@ def confine(spec: dict, keep_fds: tuple) -> None:
     if os.getppid() != spec["zygote"]:  # the zygote died before the line above
         os._exit(1)
     _write("/proc/self/oom_score_adj", "1000")
-    _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")  # its /proc files: closed to itself
     os.umask(0o022)
     if spec.get("namespaces"):
         enter_namespaces(spec, keep_fds)
     elif spec.get("scratch"):
         os.chdir(spec["scratch"])
     drop_privileges(spec.get("uid"))
+    _ok(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")  # its /proc files: closed to itself
     os.umask(0o077)

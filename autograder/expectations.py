@@ -105,7 +105,7 @@ def load_or_build(secret: str, part: str | None = None, log=None) -> dict | None
     path = cache_path(secret, part)
     try:
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # reference results: the grader's only
             with open(path.with_name(path.name + ".lock"), "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and then read its file
                 if not path.is_file():
@@ -116,6 +116,7 @@ def load_or_build(secret: str, part: str | None = None, log=None) -> dict | None
                         if stale.name != lock.name.rsplit("/", 1)[-1]:  # same offering and part, older sources
                             stale.unlink(missing_ok=True)
                     build(secret, path, part)
+                    path.chmod(0o600)
         stored = expected.load(path)
     except (OSError, RuntimeError, ValueError) as err:
         if log is not None:

@@ -224,9 +224,10 @@ def grader_files() -> list[str]:
     files = hidden_dirs()
     if secret_file().is_file():
         files.append(str(secret_file()))
+    from autograder.expectations import CACHE_DIR
+
     stored = os.environ.get("FWD_GRADER_EXPECTATIONS")
-    if stored and os.path.exists(stored):
-        files.append(stored)
+    files += [p for p in (stored, str(CACHE_DIR)) if p and os.path.exists(p)]
     return files
 
 

@@ -96,8 +96,8 @@ def child_budget_mb(wanted_mb: int) -> int:
 def out_of_memory_message() -> str:
     limit = limit_mb()
     within = f" (this container has {limit:.0f} MB for everything)" if limit else ""
-    return (f"your code used more memory than the grader allows{within}, and the kernel stopped it: does it keep "
-            "very large tensors, or make a new one at every step of a loop?")
+    return (f"your code used more memory than the grader allows{within}: does it keep very large tensors, or "
+            "make a new one at every step of a loop?")
 
 
 def staff_note() -> str:

@@ -87,6 +87,11 @@ def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: floa
         return failed(f"{target} is not implemented yet: it still raises NotImplementedError. Replace the stub's "
                       "raise with your code."), own
     except StudentError as err:
+        if err.kind == "MemoryError" or "can't allocate memory" in err.message or "out of memory" in err.message:
+            from autograder.memory import out_of_memory_message
+
+            return failed(f"{'On hidden inputs: ' if hidden else ''}While checking {target}, "
+                          f"{out_of_memory_message()}"), False
         if hidden:
             return failed(f"On hidden inputs: your {target} raised {exception_name(err.kind)} (for hidden inputs, "
                           "its message and traceback are not shown). Does it work on inputs of other sizes and "

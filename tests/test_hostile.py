@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -51,6 +52,9 @@ def _attempt(log, name, action):
         log.append(f"{name}: SUCCEEDED {action()!r}"[:160])
     except BaseException as err:
         log.append(f"{name}: refused ({type(err).__name__})")
+def _must(condition):
+    if not condition:
+        raise PermissionError("no")
 def _fork_exec(setsid):
     module = getattr(sys.modules.get("subprocess"), "_posixsubprocess", None) or __import__("_posixsubprocess")
     r, w = os.pipe()
@@ -130,6 +134,43 @@ def ddpm_schedule(beta1=1e-4, beta2=0.02, num_ts=300):
     _attempt(log, "passwd", lambda: open("/etc/passwd").read())
     raise RuntimeError("HOSTILE " + " | ".join(log))
 ''',
+    "ddpm_forward": '''
+def ddpm_forward(unet, schedule, x0, num_ts=300, generator=None):
+    log = []
+    _attempt(log, "as root", lambda: _must(os.getuid() == 0))
+    _attempt(log, "capabilities", lambda: _must(int([l for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+                                                       .split()[1], 16) != 0))
+    _attempt(log, "mknod kmsg", lambda: os.mknod("kmsg", 0o20600, os.makedev(1, 11)))
+    _attempt(log, "read kmsg", lambda: open("/dev/kmsg", "rb").read(100))
+    _attempt(log, "raw disk", lambda: [open(d, "rb").read(512) for d in ("/dev/vda", "/dev/sda", "/dev/nvme0n1")
+                                       if os.path.exists(d)] or _must(False))
+    _attempt(log, "chmod", lambda: os.chmod(".", 0o777))
+    raise RuntimeError("HOSTILE " + " | ".join(log))
+''',
+    "class_ddpm_forward": '''
+def class_ddpm_forward(unet, schedule, x0, labels, p_uncond=0.1, num_ts=300, generator=None):
+    import glob
+    log = []
+    _attempt(log, "reference native", lambda: bytes(torch.from_file("{reference_src}", size=200, dtype=torch.uint8)))
+    _attempt(log, "reference open", lambda: open("{reference_src}").read(200))
+    _attempt(log, "other scratch", lambda: [open(d + "/hostile", "w").write("x") for d in glob.glob("/tmp/fwd-scratch-*")
+                                             if d.endswith("planted")] or _must(False))
+    _attempt(log, "tmp write", lambda: open("/tmp/fwd-hostile-{mark}", "w").write("x"))
+    _attempt(log, "shm write", lambda: open("/dev/shm/fwd-hostile-{mark}", "w").write("x"))
+    raise RuntimeError("HOSTILE " + " | ".join(log))
+''',
+    "ddpm_step": '''
+import os as _os, json as _json, struct as _struct
+_deep = ("[" * 200_000 + "]" * 200_000).encode()  # a reply frame no JSON parser can nest
+def _send(fd):
+    try:
+        return _os.write(fd, _struct.pack(">Q", len(_deep)) + _deep + _struct.pack(">Q", 0))
+    except OSError:
+        return 0
+_sent = [_send(fd) for fd in range(3, 1024)]  # an assignment: the grader keeps it, so it runs while loading
+def ddpm_step(s, t, xt, eps_hat, z):
+    raise RuntimeError("HOSTILE ddpm_step ran")
+''',
 }
 ATTACKS = {  # graded name → the attack labels its test output must show refused
     "interpolate": ["fork_exec", "posix_spawn", "fork", "multiprocessing", "import multiprocessing"],
@@ -138,7 +179,13 @@ ATTACKS = {  # graded name → the attack labels its test output must show refus
                   "torch.save tmp", "open out", "neighbour", "neighbour native"],
     "ddpm_schedule": ["gc hook", "code swap", "traceback frames", "parent environ", "pid 1 environ", "dir_fd environ", "dir_fd scratch",
                       "native environ", "hidden checks", "passwd"],
+    "ddpm_forward": ["as root", "capabilities", "mknod kmsg", "read kmsg", "raw disk", "chmod"],
+    "class_ddpm_forward": ["reference native", "reference open", "other scratch", "tmp write", "shm write"],
 }
+SHARED_WRITES = ("tmp write", "shm write")  # without namespaces and Landlock, allowed: private to its uid, removed after
+WORLD_OPEN = ("from_file secret", "neighbour native", "torch.save tmp")  # files planted 0644 and a folder 0777:
+# without namespaces and Landlock nothing but permissions guards them, and these say yes (the grader's own files,
+# which it checks, are closed)
 LEAKS = (SECRET, NEIGHBOUR_MARK, "root:x:0:0", "SUCCEEDED", "FORGED", str(int(SECRET_VALUE)))
 
 
@@ -197,7 +244,7 @@ def hostile_notebook(values: dict, names=tuple(HOSTILE), keep=None, leak: bool =
         source = textwrap.dedent(HOSTILE[name])
         if leak and name == "add_noise":
             source = source.replace("    raise RuntimeError", LEAKED_THREAD.strip("\n") + "\n    raise RuntimeError")
-        cell.source = PRELUDE.replace("MARK", SLEEPER_MARK) + source.format(mark=SLEEPER_MARK, **values)
+        cell.source = PRELUDE.replace("MARK", SLEEPER_MARK) + source.format(**dict(values, mark=SLEEPER_MARK))
     if keep is not None:
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -250,31 +297,85 @@ def open_folder():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+REPO = Path(__file__).resolve().parents[1]
+PLANTED_SCRATCH = Path("/tmp/fwd-scratch-planted")  # another child's scratch folder, as the fallback makes them
+STUB_TRICK = """
+def time_fm_forward(unet, x1, generator=None):
+    raise RuntimeError("not done yet " + repr((interpolate, flow_target)))  # names graded helpers, not a NotImplementedError
+"""
+PRINTER = """
+_seen = []
+def interpolate(x0, x1, t):
+    import os
+    _seen.append(f"CALL {float(x0.double().sum()):.9f}")
+    print("\\n".join(_seen), flush=True)  # every input seen so far, at every call (a deferred print)
+    os.ftruncate(1, 0) if len(_seen) % 3 == 0 else None  # and a truncation of its output now and then
+    return (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * x1
+"""
+
+
+def values_for(root: Path, port: int, out: Path, neighbour: str) -> dict:
+    return dict(plant_secrets(root / "secrets"), port=port, out=str(out), neighbour=neighbour, mark=SLEEPER_MARK,
+                checks=str(Path(autograder.grade.__file__).resolve()), reference_src=str(REPO / "reference" / "denoise.py"))
+
+
+def replaced(names_sources: dict, keep=()):
+    """The Part B solution with some answer cells replaced and every other answer cell but ``keep`` emptied."""
+    nb = solution_notebook("partB")
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if cell.cell_type == "code" and meta.get("solution"):
+            if grade_id in names_sources:
+                cell.source = textwrap.dedent(names_sources[grade_id])
+            elif grade_id not in keep:
+                cell.source = ""
+    return nb
+
+
+def write_submission(root: Path, name: str, nb) -> Path:
+    (root / name).mkdir()
+    nbformat.write(nb, root / name / "partB.ipynb")
+    return root / name
+
+
 @pytest.fixture(scope="module")
-def batch(open_folder, nobody_run, fallback_run):
-    return grade_hostile_batch(open_folder("hostile"))  # while the other two gradings run beside it
+def planted_scratch():
+    """A scratch folder of another child (another uid of the sandbox's range, mode 0700)."""
+    from autograder.isolation import UID_BASE, UID_SLOTS
+
+    PLANTED_SCRATCH.mkdir(mode=0o700, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(PLANTED_SCRATCH, UID_BASE + UID_SLOTS - 1, UID_BASE + UID_SLOTS - 1)
+    yield PLANTED_SCRATCH
+    shutil.rmtree(PLANTED_SCRATCH, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def batch(open_folder, planted_scratch, nobody_run, fallback_run):
+    return grade_hostile_batch(open_folder("hostile"))  # while the other gradings run beside it
 
 
 def grade_hostile_batch(root: Path) -> dict:
-    """The clean neighbour and the hostile submission, graded in one batch under ``root``."""
+    """The clean neighbour, the hostile submission, a stub that names its helpers and a function that prints
+    every input it saw, graded in one batch under ``root`` (public and hidden tests)."""
     listener = Listener()
     out = root / "out"
-    neighbour = root / "clean" / "partB.ipynb"
-    neighbour.parent.mkdir()
-    nbformat.write(clean_notebook(), neighbour)
-    values = dict(plant_secrets(root / "secrets"), port=listener.port, out=str(out), neighbour=str(neighbour),
-                  checks=str(Path(autograder.grade.__file__).resolve()))
-    hostile = root / "hostile" / "partB.ipynb"
-    hostile.parent.mkdir()
-    nbformat.write(hostile_notebook(values, keep=()), hostile)  # only the attacks: quick
+    neighbour = write_submission(root, "clean", clean_notebook())
+    values = values_for(root, listener.port, out, str(neighbour / "partB.ipynb"))
+    hostile = write_submission(root, "hostile", hostile_notebook(values, keep=()))  # only the attacks: quick
+    stub = write_submission(root, "stub", replaced({"time_fm_forward": STUB_TRICK}, keep=("interpolate", "flow_target")))
+    printer = write_submission(root, "printer", replaced({"interpolate": PRINTER}))
+    console: list[str] = []
     begin = time.perf_counter()
-    reports = grade_batch([neighbour.parent, hostile.parent], out, part="partB", jobs=2, limits=LIMITS,
-                          kinds=("public",), log=lambda *_: None)
+    reports = grade_batch([neighbour, hostile, stub, printer], out, part="partB", jobs=2, limits=LIMITS,
+                          kinds=("public", "hidden"), log=console.append)
     seconds = time.perf_counter() - begin
     time.sleep(0.5)
+    read = lambda name: json.loads((out / name / "results.json").read_text())  # noqa: E731
     return dict(root=root, out=out, reports=reports, listener=listener, values=values, seconds=seconds,
-                clean=json.loads((out / "clean" / "results.json").read_text()),
-                hostile=json.loads((out / "hostile" / "results.json").read_text()))
+                console="\n".join(console), clean=read("clean"), hostile=read("hostile"), stub=read("stub"),
+                printer=read("printer"))
 
 
 def test_the_clean_neighbour_keeps_full_marks(batch):
@@ -283,7 +384,7 @@ def test_the_clean_neighbour_keeps_full_marks(batch):
                                                                       if t["status"] != "passed"]
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_every_attack_ran_and_was_refused(batch, name):
     output = outputs_of(batch["hostile"], name)
     assert "HOSTILE" in output, output
@@ -291,17 +392,93 @@ def test_every_attack_ran_and_was_refused(batch, name):
         assert f"{attack}: refused" in output, (attack, output)
 
 
-def test_no_secret_reaches_any_file_the_grader_writes(batch):
-    text = written_text(batch["out"])
-    for leak in LEAKS:
-        assert leak not in text, leak
+def test_a_stub_that_names_its_helpers_gains_nothing(batch):
+    """Hole 1: a composite's stub that raises RuntimeError and names graded helpers scored full marks through
+    the regrade with the course's helpers; now its tests score 0 and the helpers keep theirs."""
+    tests = {t["name"]: t for t in batch["stub"]["tests"]}
+    mine = [t for name, t in tests.items() if name.startswith("time_fm_forward:")]
+    assert len(mine) == 2 and all(t["score"] == 0 for t in mine), mine
+    for helper in ("interpolate", "flow_target"):
+        assert all(t["score"] == t["max_score"] for n, t in tests.items() if n.startswith(f"{helper}:"))
+
+
+def test_a_reply_no_parser_can_read_fails_only_its_cell(batch):
+    """Hole 4: a frame of 200,000 nested lists on the reply pipe while a cell loads is that cell's failure,
+    never the grader's: the other attacks still ran."""
+    everything = written_text(batch["out"])
+    assert "grader failed" not in everything and "could not finish this submission" not in everything
+    output = outputs_of(batch["hostile"], "ddpm_step")
+    assert "ddpm_step ran" not in output and "could not run" in output, output
+    assert "HOSTILE" in outputs_of(batch["hostile"], "interpolate")
+
+
+def hidden_inputs_of_interpolate() -> list[str]:
+    """What the printer would print for each hidden call of interpolate's check (computed here, in the test)."""
+    from autograder.hidden import HIDDEN_RUN, ensure_secret, hidden_seed
+    from fwd_kit.checks import CHECKS
+    from reference.flow_matching import interpolate
+
+    seen = []
+
+    def recording(x0, x1, t):
+        seen.append(f"CALL {float(x0.double().sum()):.9f}")
+        return interpolate(x0, x1, t)
+
+    CHECKS["interpolate"](recording, seed=hidden_seed(HIDDEN_RUN, ensure_secret()))
+    return seen
+
+
+def test_no_hidden_input_reaches_any_output(batch):
+    """Hole 3 and the deferred print: a function that prints every input it has seen, at every call, and
+    truncates its output now and then. What it saw on public inputs is shown; nothing of a hidden input
+    reaches results.json, the feedback page or the console, and the feedback says so once."""
+    printed = batch["printer"]["output"]
+    assert "CALL " in printed  # its public calls are shown
+    hidden = hidden_inputs_of_interpolate()
+    assert hidden and not set(hidden) & {line for line in printed.splitlines()}
+    text = written_text(batch["out"]) + batch["console"]
+    for line in hidden:
+        assert line not in text, line
+    assert printed.count("never shown") == 1
+
+
+def test_generators_given_on_hidden_inputs_reveal_nothing_of_the_hidden_seed():
+    """Hole 2: a generator's initial_seed() once told the hidden seed (base + 10000·seed); now each is a
+    one-way function of it, folded to 32 bits, and none is a public stream's seed."""
+    from autograder.hidden import HIDDEN_RUN, hidden_seed
+    from fwd_kit.checks import CHECKS
+    from reference.denoiser import add_noise
+
+    seed = hidden_seed(HIDDEN_RUN, "a secret of this test")
+    seen = []
+
+    def recording(x, sigma, noise=None, generator=None):
+        if generator is not None:
+            seen.append(generator.initial_seed())
+        return add_noise(x, sigma, noise=noise, generator=generator)
+
+    CHECKS["add_noise"](recording, seed=seed)
+    hidden, seen[:] = list(seen), []
+    CHECKS["add_noise"](recording)  # the public run
+    public = list(seen)
+    assert hidden and all(s < 2**32 for s in hidden) and not set(hidden) & set(public)
+    assert seed > 2**32 and all(s // 10_000 != seed and s != seed for s in hidden)
 
 
 def test_nothing_was_written_outside_the_scratch_folder(batch):
     out, drop = batch["out"], Path(batch["values"]["drop"])
     assert not (out / "hostile.pt").exists() and not (out / "hostile-wrote.txt").exists()
     assert not any(drop.iterdir())
-    assert sorted(p.name for p in out.iterdir()) == ["clean", "hostile", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["clean", "hostile", "printer", "stub", "summary.csv"]
+    assert not any(PLANTED_SCRATCH.iterdir())
+    assert not list(Path("/tmp").glob(f"fwd-hostile-{SLEEPER_MARK}*")) and not list(
+        Path("/dev/shm").glob(f"fwd-hostile-{SLEEPER_MARK}*"))
+
+
+def test_no_secret_reaches_any_file_the_grader_writes(batch):
+    text = written_text(batch["out"]) + batch["console"]
+    for leak in LEAKS:
+        assert leak not in text, leak
 
 
 def test_no_connection_and_no_process_outlives_the_grading(batch):
@@ -317,94 +494,142 @@ def test_the_results_say_which_layers_confined_the_code(batch):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The same attacks with the grader running as an unprivileged user (bubblewrap in a user namespace)
+# The same attacks on the machines this one can stand in for (tests/hostile_view.py) and as an
+# unprivileged grader
 
 NOBODY = 65534
-RUN_AS_NOBODY = '''
-import json, sys
+SMALL = ("add_noise", "ddpm_schedule", "interpolate", "ddpm_forward", "class_ddpm_forward")  # the quick gradings' attacks
+KEPT = ("flow_target",)  # a correct answer graded after add_noise's leaked thread (it must pass)
+GRADE_SMALL = """
+import sys
+sys.path.insert(0, sys.argv[3])
+if sys.argv[4] != "-":
+    import hostile_view
+    hostile_view.enter(sys.argv[4], private=sys.argv[5] == "private")
 from autograder.grade import grade_batch
 from autograder.sandbox import Limits
-reports = grade_batch([sys.argv[1]], sys.argv[2], part="partB", limits=Limits(call_s=30.0, memory_mb=1024, file_mb=8),
-                      kinds=("public",), log=lambda *_: None)
-'''
-
-
-def small_hostile_submission(root: Path, leak: bool = False) -> Path:
-    """Three hostile functions and one correct one, the other answer cells left empty (a quick grading)."""
-    values = dict(plant_secrets(root / "secrets"), port=Listener().port, out=str(root / "out"),
-                  neighbour="/nonexistent", checks=str(Path(autograder.grade.__file__).resolve()))
-    hostile = root / "hostile" / "partB.ipynb"
-    hostile.parent.mkdir()
-    nbformat.write(hostile_notebook(values, SMALL, keep=KEPT, leak=leak), hostile)
-    return hostile.parent
-
-
-SMALL = ("add_noise", "ddpm_schedule", "interpolate")  # the attacks of the quick gradings
-KEPT = ("flow_target",)  # a correct answer graded after add_noise's leaked thread (it must pass)
-WITHOUT_BWRAP = """
-import dataclasses, sys
-from autograder import isolation
-from autograder.grade import grade_submission
-from autograder.reports import write_report
-from autograder.sandbox import Limits
-detected = isolation.host()  # as if bubblewrap were missing, the child run as the grader's own user (root)
-isolation.host = lambda: dataclasses.replace(detected, bwrap="", drop_uid=False,
-                                             notes=detected.notes + ("test: no bubblewrap",))
-report = grade_submission(sys.argv[1], "partB", Limits(call_s=30.0, memory_mb=1024, file_mb=8), kinds=("public",))
-write_report(report, sys.argv[2])
+grade_batch(sys.argv[1].split(","), sys.argv[2], part="partB", limits=Limits(call_s=30.0, memory_mb=1024, file_mb=8),
+            kinds=("public", "hidden"), log=lambda line: print(line, file=sys.stderr))
 """
 
 
+def small_hostile_submissions(root: Path, leak: bool = False) -> list[Path]:
+    """The hostile functions of SMALL and one correct one, the other answer cells left empty (a quick grading),
+    and the stub that names its helpers."""
+    values = values_for(root, Listener().port, root / "out", "/nonexistent")
+    hostile = write_submission(root, "hostile", hostile_notebook(values, SMALL, keep=KEPT, leak=leak))
+    stub = write_submission(root, "stub", replaced({"time_fm_forward": STUB_TRICK}, keep=("interpolate", "flow_target")))
+    return [hostile, stub]
+
+
+def start_grading(root: Path, folders: list[Path], config: str = "-", private: bool = False, command=(),
+                  **env_extra) -> dict:
+    for path in root.rglob("*"):
+        os.chmod(path, 0o777 if path.is_dir() else 0o644)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
+    process = subprocess.Popen([*command, sys.executable, "-c", GRADE_SMALL, ",".join(map(str, folders)),
+                                str(root / "out"), str(Path(__file__).parent), config,
+                                "private" if private else "-"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    return dict(process=process, out=root / "out")
+
+
+def finished(run: dict) -> dict:
+    _, log = run["process"].communicate(timeout=900)
+    results = {p.parent.name: json.loads(p.read_text()) for p in run["out"].glob("*/results.json")}
+    return dict(run, log=log, results=results)
+
+
 @pytest.fixture(scope="module")
-def fallback_run(open_folder):
-    """A quick grading with bubblewrap switched off (seccomp, Landlock, the audit hook only), started at once."""
-    root = open_folder("hostile-fallback")
-    folder = small_hostile_submission(root, leak=True)  # here only: each leak costs a fresh process
-    process = subprocess.Popen([sys.executable, "-c", WITHOUT_BWRAP, str(folder), str(root / "out")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
-    yield dict(process=process, out=root / "out")
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+def fallback_run(open_folder, planted_scratch):
+    """A quick grading on a machine without namespaces (seccomp refuses unshare): another uid, seccomp and
+    Landlock only; started at once."""
+    root = open_folder("hostile-fallback", 0o777)
+    run = start_grading(root, small_hostile_submissions(root, leak=True), "no-namespaces")  # each leak: a new process
+    yield run
+    if run["process"].poll() is None:
+        run["process"].kill()
 
 
-def test_without_bubblewrap_seccomp_and_landlock_still_refuse_the_attacks(fallback_run):
-    _, log = fallback_run["process"].communicate(timeout=600)
-    if not isolation.host().seccomp or not isolation.host().landlock_abi:
-        pytest.skip("this kernel lacks seccomp or Landlock: the fallback would rest on the audit hook alone")
-    results_path = fallback_run["out"] / "results.json"
-    assert results_path.is_file(), log[-2000:]
-    results = json.loads(results_path.read_text())
+def needs_root_and_kernel_layers():
+    if os.geteuid() != 0:
+        pytest.skip("making the other machines' configurations needs root")
+    if not isolation.host().seccomp:
+        pytest.skip("this kernel lacks seccomp: the fallback would rest on the audit hook alone")
+
+
+def assert_small_grading_unharmed(run: dict, refused_shared: bool = True) -> None:
+    """Every attack refused (the shared temporary folders: refused, or at least cleaned up), no secret in the
+    outputs, no process left, the correct answer passed (after add_noise's leaked thread), the stub nothing."""
+    results = run["results"]
+    assert "hostile" in results and "stub" in results, run["log"][-2000:]
     for name in SMALL:
-        output = outputs_of(results, name)
+        output = outputs_of(results["hostile"], name)
         for attack in ATTACKS[name]:
+            if attack in SHARED_WRITES + WORLD_OPEN and not refused_shared:
+                continue
             assert f"{attack}: refused" in output, (attack, output)
-    assert_small_grading_unharmed(results, fallback_run["out"])
-    assert "test: no bubblewrap" in log
+    text = written_text(run["out"])
+    if not refused_shared:  # what permissions allow here (WORLD_OPEN, SHARED_WRITES) may show; nothing else
+        allowed = "|".join(re.escape(a) for a in WORLD_OPEN + SHARED_WRITES)
+        text = re.sub(rf"({allowed}): SUCCEEDED[^|\n]*", "", text)
+    for leak in LEAKS:
+        assert leak not in text, leak
+    assert sleepers() == []
+    assert all(t["status"] == "passed" for t in results["hostile"]["tests"] if t["name"].startswith(KEPT)), \
+        outputs_of(results["hostile"], KEPT[0])
+    assert all(t["score"] == 0 for t in results["stub"]["tests"] if t["name"].startswith("time_fm_forward"))
+    assert not list(Path("/tmp").glob(f"fwd-hostile-{SLEEPER_MARK}*"))
+    assert not list(Path("/dev/shm").glob(f"fwd-hostile-{SLEEPER_MARK}*"))
+    assert not any(PLANTED_SCRATCH.iterdir())
 
 
-def test_hidden_packages_inside_a_read_only_root_are_masked(monkeypatch):
+def test_without_namespaces_another_uid_seccomp_and_landlock_refuse_the_attacks(fallback_run):
+    needs_root_and_kernel_layers()
+    run = finished(fallback_run)
+    if not isolation.host().landlock_abi:
+        pytest.skip("this kernel has no Landlock")
+    assert "namespaces" not in run["results"]["hostile"]["extra_data"]["sandbox"].split(". Missing")[0], run["log"]
+    assert_small_grading_unharmed(run)
+
+
+@pytest.fixture(scope="module")
+def bare_run(open_folder, planted_scratch):
+    """Neither namespaces nor Landlock, the packages made private (0700) as the grader asks: graded."""
+    root = open_folder("hostile-bare", 0o777)
+    run = start_grading(root, small_hostile_submissions(root), "no-landlock", private=True)
+    yield run
+    if run["process"].poll() is None:
+        run["process"].kill()
+
+
+def test_without_namespaces_and_landlock_permissions_hold(bare_run):
+    needs_root_and_kernel_layers()
+    run = finished(bare_run)
+    note = run["results"]["hostile"]["extra_data"]["sandbox"]
+    assert "Landlock" not in note.split(". Missing")[0] and "Refused" not in note, note
+    assert_small_grading_unharmed(run, refused_shared=False)
+
+
+def test_without_namespaces_and_landlock_readable_answers_refuse_to_grade(open_folder):
+    """The same machine with the checkout as it is (reference readable by everyone): grading refuses to start
+    and results.json says what the staff must fix, blaming no student."""
+    needs_root_and_kernel_layers()
+    root = open_folder("hostile-refused", 0o777)
+    run = finished(start_grading(root, small_hostile_submissions(root)[:1], "no-landlock"))
+    results = run["results"]["hostile"]
+    assert results["score"] == 0 and "refuses to start" in results["output"], results["output"]
+    assert "chmod -R go-rwx" in results["output"] and "course staff" in results["output"]
+
+
+def test_the_new_root_masks_hidden_packages_inside_a_read_only_root(monkeypatch):
     """A wheel install (Gradescope) puts reference/autograder/course in site-packages, which is bound."""
     site = "/opt/venv/lib/python3.11/site-packages"
     monkeypatch.setattr(isolation, "read_roots", lambda: ["/usr", site])
     monkeypatch.setattr(isolation, "hidden_dirs", lambda: [f"{site}/autograder", f"{site}/reference", "/src/course"])
-    args = " ".join(isolation.bwrap_arguments("userns", 1 << 20, True))
-    assert f"--ro-bind {site} {site}" in args
-    assert f"--tmpfs {site}/autograder" in args and f"--tmpfs {site}/reference" in args
-    assert "/src/course" not in args  # not bound at all
-    assert "--unshare-all" in args and "--die-with-parent" in args and "--tmpfs /scratch" in args
-
-
-def assert_small_grading_unharmed(results: dict, out: Path) -> None:
-    """No secret in the outputs, no process left, and the correct answer passed (after the thread add_noise
-    leaked, in the fallback grading)."""
-    text = written_text(out)
-    for leak in LEAKS:
-        assert leak not in text, leak
-    assert sleepers() == []
-    assert all(t["status"] == "passed" for t in results["tests"] if t["name"].startswith(KEPT)), outputs_of(
-        results, KEPT[0])
+    layout = isolation.root_layout()
+    assert site in layout["read_roots"] and "/src/course" not in layout["read_roots"]
+    assert sorted(layout["masked"]) == [f"{site}/autograder", f"{site}/reference"]
 
 
 def nobody_command(root: Path) -> list[str] | None:
@@ -426,45 +651,24 @@ def nobody_command(root: Path) -> list[str] | None:
 
 @pytest.fixture(scope="module")
 def nobody_run(open_folder):
-    """A small grading (three hostile functions, the rest left empty) as uid 65534, started at once."""
+    """A small grading as uid 65534 (namespaces through a user namespace), started at once."""
     root = open_folder("hostile-nobody", 0o777)
     command = nobody_command(root)
     if command is None:
         yield None
         return
-    out = root / "out"
-    folder = small_hostile_submission(root)
-    for path in root.rglob("*"):
-        os.chmod(path, 0o777 if path.is_dir() else 0o644)
-    env = dict(os.environ, HOME=str(root), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    process = subprocess.Popen([*command, sys.executable, "-c", RUN_AS_NOBODY, str(folder), str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    yield dict(process=process, out=out)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    folders = small_hostile_submissions(root)
+    run = start_grading(root, folders, command=command, HOME=str(root))
+    yield run
+    if run["process"].poll() is None:
+        run["process"].kill()
 
 
-@pytest.fixture(scope="module")
-def nobody_batch(nobody_run):
+def test_as_an_unprivileged_grader_the_attacks_fail_too(nobody_run):
     if nobody_run is None:
         pytest.skip("needs root and setpriv to run a grading as an unprivileged user")
-    _, log = nobody_run["process"].communicate(timeout=600)
-    out = nobody_run["out"]
-    results = out / "hostile" / "results.json"
-    if not results.is_file() and "Permission denied" in log:
-        pytest.skip(f"uid {NOBODY} cannot run this Python installation: {log[-300:]}")
-    assert results.is_file(), log[-2000:]
-    return dict(out=out, log=log, results=json.loads(results.read_text()))
-
-
-def test_as_an_unprivileged_grader_the_attacks_fail_too(nobody_batch):
-    results = nobody_batch["results"]
-    for name in SMALL:
-        output = outputs_of(results, name)
-        for attack in ATTACKS[name]:
-            assert f"{attack}: refused" in output, (attack, output)
-    assert_small_grading_unharmed(results, nobody_batch["out"])
-    assert "sandbox: " in nobody_batch["log"]  # the layers, said once on stderr
-    assert nobody_batch["log"].count("sandbox: ") == 1
-    assert sleepers() == []
+    run = finished(nobody_run)
+    if not run["results"] and "Permission denied" in run["log"]:
+        pytest.skip(f"uid {NOBODY} cannot run this Python installation: {run['log'][-300:]}")
+    assert_small_grading_unharmed(run)
+    assert run["log"].count("sandbox: ") == 1  # the layers, said once on stderr
