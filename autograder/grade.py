@@ -105,6 +105,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         notebook_path = find_notebook(path, part)
         nb = read_notebook(notebook_path)
         part = part or detect_part(nb, notebook_path)
+        refusal = start_isolation(part)  # first: nothing of the answers or the secret is loaded yet
         assignment = load_assignment(part)
     except SubmissionError as err:
         seconds["total"] = time.perf_counter() - begin
@@ -114,7 +115,6 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         return Report(str(path), part, outcomes, message, seconds)
     every = all_tests(part, kinds, bundle)
     tests = [t for t in every if t.kind != "artifacts"]
-    refusal = start_isolation(part)
     if refusal:
         message = f"This submission was not graded: {refusal} (course staff: this is the grading machine's setup)"
         return Report(str(path), part, [Outcome(t, 0.0, "failed", message) for t in every], message, seconds)

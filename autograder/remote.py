@@ -47,7 +47,7 @@ def _records_calls(module: nn.Module) -> bool:
 
 
 MAX_REPLAYED_CALLS = 4096  # recorded model calls replayed after one call of the student's code
-MAX_REPLAYED_MB = 64  # megabytes of tensors those calls may refer to (a tensor counts once per reference)
+MAX_REPLAYED_MB = 32  # megabytes of tensors those calls may refer to (a tensor counts once per reference)
 MAX_REPLAY_S = 300.0  # seconds the grader spends replaying them
 
 

@@ -34,7 +34,7 @@ from autograder.remote import SandboxFailure
 from fwd_kit.grading.child import HEADER, encode_message
 
 OUTPUT_KEPT = 64 * 1024  # bytes of a shown process's printed output the grader keeps (the last ones)
-REPLY_JSON_MB = 2  # largest JSON part of a reply (its tensors travel apart, see Limits.reply_mb)
+REPLY_JSON_MB = 1  # largest JSON part of a reply (its tensors apart, Limits.reply_mb); the solutions send 0.02 MB
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # where a child without namespaces could leave files behind
 
 
@@ -50,7 +50,7 @@ class Limits:
     scratch_mb: int = 64  # total bytes of its scratch folder (a tmpfs, which counts as memory)
     cpu_s: int = 1200  # CPU seconds of one process (a backstop behind call_s)
     processes: int = 256  # RLIMIT_NPROC when not root (threads count too); forks are refused anyway
-    reply_mb: int = 64  # largest tensors of one reply read back from it
+    reply_mb: int = 16  # largest tensors of one reply read back from it (the solutions send 1.6 MB at most)
 
 
 @dataclass
