@@ -105,8 +105,8 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         notebook_path = find_notebook(path, part)
         nb = read_notebook(notebook_path)
         part = part or detect_part(nb, notebook_path)
-        refusal = start_isolation(part)  # first: nothing of the answers or the secret is loaded yet
-        assignment = load_assignment(part)
+        assignment = load_assignment(part)  # the released notebook: no answer in it
+        refusal = start_isolation(part, assignment.preamble)  # before anything of the answers or the secret
     except SubmissionError as err:
         seconds["total"] = time.perf_counter() - begin
         tests = all_tests(part, kinds, bundle) if part in PARTS else []
@@ -153,8 +153,8 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
 
     try:
         run(shown_tests, shown)
+        shown.close()  # its output pipe ends with it
         printed = shown.output_tail(1500)
-        shown.close()
         run(sealed_tests, sealed)
         if time.perf_counter() - begin <= total_s:
             Charges(extracted.cells, assignment.graded, assignment.classes).settle(outcomes, sealed, check_passes,
@@ -186,13 +186,13 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     return Report(str(path), part, outcomes, "\n".join(notes), seconds, written_answers(nb, part))
 
 
-def start_isolation(part: str) -> str:
+def start_isolation(part: str, preamble=()) -> str:
     """Before anything of the answers is loaded: the zygote (forked from this still clean process, see
     :mod:`autograder.zygote`), the machine's layers; returns why grading must not start here ("" if it may)."""
     from autograder import zygote
 
     memory.protect_grader()
-    zygote.get(diffusers=part == "partA")
+    zygote.get(diffusers=part == "partA", preamble=preamble)
     return isolation.refusal()
 
 

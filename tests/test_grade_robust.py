@@ -138,7 +138,7 @@ EXPECTED = {  # graded name → a fragment of the message of its public test
     "flow_target": "exited with code 3",
     "add_noise": "does not allow opening '/etc/passwd'",
     "FCBlock": "does not allow os.fork",
-    "ddpm_schedule": "MemoryError",
+    "ddpm_schedule": "more memory than the grader allows",
     "pure_noise_loss": "sys.exit(1)",
     "Flatten": "should be a torch.Tensor",
     "Concat": "dtype float64",
