@@ -68,18 +68,17 @@ HYBRID_CASES = ((1, 4, 10), (0, 6, 1), (1, 0, 10), (0, 7, 1), (0, 6, 10), (0, 7,
 
 @functools.lru_cache(maxsize=1)
 def _digit_model():
-    from fwd_kit.loading import (
-        DIGIT_EMBEDS,
-        DIGIT_MODEL,
-        load_prompt_embeds,
-        load_stage1,
-    )
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from fwd_kit.loading import DIGIT_EMBEDS, DIGIT_MODEL, load_prompt_embeds
 
     with quiet(), torch.random.fork_rng(devices=[]):  # building the UNet draws initial weights
-        pipe = load_stage1(DIGIT_MODEL, device="cpu", dtype=torch.float32)
-    unet = pipe.unet.eval().requires_grad_(False)
+        # its parts only: the pipeline class would import transformers (memory the grader cannot spare)
+        unet = UNet2DConditionModel.from_pretrained(str(DIGIT_MODEL / "unet"), torch_dtype=torch.float32)
+        config = DDPMScheduler.from_pretrained(str(DIGIT_MODEL / "scheduler")).config
+    unet = unet.eval().requires_grad_(False)
     embeds = load_prompt_embeds(DIGIT_EMBEDS, device="cpu", dtype=torch.float32)
-    return unet, pipe.scheduler.config, embeds
+    return unet, config, embeds
 
 
 def digit_unet():

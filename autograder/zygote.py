@@ -219,8 +219,12 @@ def _prepare_zygote(sock: socket.socket) -> str:
 
 def zygote_main(fd: int, diffusers: bool) -> None:
     """Entry of a fresh-interpreter zygote (``python -m autograder.zygote FD DIFFUSERS``)."""
+    import gc
+
     sock = socket.socket(fileno=fd)
     preload(diffusers)
+    gc.collect()
+    gc.freeze()  # the children's garbage collector leaves the shared pages alone
     root = _prepare_zygote(sock)
     sock.send(b'{"ready": true}')
     try:
@@ -243,7 +247,11 @@ class Zygote:
         reasons = clean_reasons()
         self.forked = not reasons
         if self.forked:
+            import gc
+
             preload(diffusers, preamble)
+            gc.collect()
+            gc.freeze()  # what is loaded now is never scanned again: the garbage collector copies no shared page
             pid = os.fork()
             if pid == 0:
                 ours.close()

@@ -1,152 +1,146 @@
-"""Benchmark of the autograder, side by side: the reference computed live for every submission (as before)
-and the reference's results read from the offering's stored file (``autograder.expectations``).
+"""Benchmark of the autograder in Gradescope's default container, and of a batch of 200 with ``course grade``.
 
-    python bench/bench_grade.py                 # both parts' solutions, all tests; batch of 20
-    python bench/bench_grade.py --batch 8       # a smaller batch
+    ../shared/tools/heavy python bench/bench_grade.py                 # all of it (about 15 min on 2 cores)
+    python bench/bench_grade.py --batch 0                             # the container figures only
 
-For one complete submission of each part (the solution notebook: every test runs to the end) it prints, per
-mode, the wall time and its split — start-up (the student's process: importing torch and diffusers,
-loading the cells), student code (waiting for the sandbox to answer, transfers included), checks (the
-reference and the comparisons in the grader) — and the peak memory of the whole process tree of
-``course grade`` (grader, worker and the student's process), as the sum of their proportional set sizes
-(PSS: pages shared after a fork are counted once, as a container's memory limit counts them), sampled
-every 0.1 s. Then it grades a mixed batch (solutions, stubs, typical mistakes, broken files) with one and
-with two parallel jobs and prints the throughput of each and their ratio. Run it on quiet cores.
+1. **One submission in Gradescope's default container.** The zip of ``course gradescope`` (default
+   settings: public, hidden and semantic tests) is unpacked as Gradescope lays it out, and its
+   ``run_autograder`` runs under ``footprint --limit-mb 768 --cpus 0.5`` (a fresh memory cgroup, as Docker
+   counts memory, and half a CPU): for the Part A and Part B solutions and a Part B notebook with typical
+   mistakes, it prints the score, the peak memory of the whole tree, its CPU-seconds (start-up, cell
+   loading and every test; they barely depend on other load) and the wall time at 0.5 CPU.
+   Targets (issue 26): 768 MB; CPU-seconds ≤ 12 (Part A) and ≤ 4 (Part B).
+2. **A batch**: ``course grade --jobs 2`` on ``--batch`` submissions (copies of the solutions, the stubs and
+   the mistakes), its wall time, and whether every results.json is valid JSON with every test of its part
+   and none "not run". Wall time means something only with the heavy slot held (``../shared/tools/heavy``).
+
+``footprint`` is the workplace's tool (``../shared/tools/footprint``, or ``--footprint PATH``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+import zipfile
 from pathlib import Path
 
 import nbformat
 
-import autograder.grade
-from autograder.grade import grade_batch, grade_submission
-from course.notebooks.build import REPO_ROOT
-
-TARGETS = {"partA": 12.0, "partB": 4.0}  # issue 13: seconds of wall time per complete submission, one core
-MEMORY_TARGET_MB = 700  # issue 13: the process tree under Gradescope's default 768 MB
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+TARGET_CPU_S = {"partA": 12.0, "partB": 4.0}
+LIMIT_MB, CPUS = 768, 0.5  # Gradescope's defaults
 
 
-@contextmanager
-def live_reference(on: bool):
-    """While inside, grading computes the reference live (``on``) instead of reading the stored results."""
-    saved = autograder.grade.stored_results
-    if on:
-        autograder.grade.stored_results = lambda kinds, part=None: None
-    try:
-        yield
-    finally:
-        autograder.grade.stored_results = saved
+def mistakes_notebook(folder: Path) -> Path:
+    """Part B's solution with typical mistakes: a Conv without its activation, an in-place Flatten, σ² noise."""
+    from submission_kit import Edit, Submission
+
+    edits = (Edit("Conv", "", "return self.act(self.norm(self.conv(x)))", "return self.norm(self.conv(x))"),
+             Edit("Flatten", "", "return self.act(self.pool(x))",
+                  "y = self.act(self.pool(x))\n        x.zero_()\n        return y"),
+             Edit("add_noise", "", "x + sigma * noise", "x + sigma**2 * noise"))
+    path = folder / "mistakes" / "partB.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(Submission("partB", edits).notebook(), path)
+    return path
 
 
-def tree_pss_mb(root: int) -> float:
-    """Sum of the proportional set sizes of ``root`` and its descendants, in MB."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+def unpack(zip_path: Path, root: Path, notebook: Path) -> Path:
+    """Gradescope's layout: the zip in source/, run_autograder at the root, the notebook in submission/."""
+    for folder in ("source", "submission", "results"):
+        (root / folder).mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        for info in archive.infolist():
+            Path(archive.extract(info, root / "source")).chmod((info.external_attr >> 16) & 0o777)
+    (root / "run_autograder").write_bytes((root / "source" / "run_autograder").read_bytes())
+    (root / "run_autograder").chmod(0o755)
+    (root / "submission" / notebook.name).write_bytes(notebook.read_bytes())
+    return root
 
 
-def peak_memory_mb(notebook: Path, kinds, live: bool) -> float:
-    """Peak PSS of ``course grade NOTEBOOK`` (a subprocess tree), with or without the stored results."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if live:
-        env["FWD_GRADER_EXPECTATIONS"] = "live"  # every check computes the reference
-    with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.Popen([sys.executable, "-m", "course", "grade", str(notebook), "--out", out,
-                                 "--tests", ",".join(kinds)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, tree_pss_mb(proc.pid))
-            time.sleep(0.1)
-    return peak
+def in_container(footprint: str, root: Path) -> dict:
+    """run_autograder under Gradescope's limits: footprint's figures and the results' score."""
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+    env.pop("FWD_HIDDEN_SECRET", None)  # on Gradescope the secret is a file of the zip
+    done = subprocess.run([footprint, "--json", "--limit-mb", str(LIMIT_MB), "--cpus", str(CPUS), "--",
+                           str(root / "run_autograder")], env=env, cwd=root, capture_output=True, text=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    results = json.loads((root / "results" / "results.json").read_text())
+    automatic = [t for t in results["tests"] if not t.get("extra_data", {}).get("manual")]
+    return dict(figures, score=results["score"], max=sum(t["max_score"] for t in automatic))
 
 
-def mixed_batch(folder: Path, size: int) -> list[Path]:
-    """``size`` submissions: solutions, stubs, a typical mistake per part and broken files, in turn."""
-    kinds = []
-    for part in ("partA", "partB"):
-        kinds += [REPO_ROOT / "solutions" / part / f"{part}.ipynb", REPO_ROOT / "assignments" / part / f"{part}.ipynb"]
-    wrong = nbformat.read(kinds[2], as_version=4)  # Part B's solution with a typical mistake
-    for cell in wrong.cells:
-        cell.source = cell.source.replace("return x + sigma * noise", "return x + sigma**2 * noise")
-    (folder / "mistake.ipynb").write_text(nbformat.writes(wrong))
-    (folder / "broken.ipynb").write_text("{ not a notebook")
-    kinds += [folder / "mistake.ipynb", folder / "broken.ipynb"]
+def batch_of(folder: Path, size: int, notebooks: list[Path]) -> list[Path]:
     batch = []
     for i in range(size):
-        target = folder / f"s{i:03d}" / kinds[i % len(kinds)].name
-        target.parent.mkdir()
-        target.write_bytes(kinds[i % len(kinds)].read_bytes())
+        source = notebooks[i % len(notebooks)]
+        target = folder / f"s{i:03d}" / source.name
+        target.parent.mkdir(parents=True)
+        target.write_bytes(source.read_bytes())
         batch.append(target.parent)
     return batch
 
 
+def complete(out: Path, folders: list[Path]) -> tuple[int, list[str]]:
+    """How many results.json are valid and complete (every test of the part, none "not run")."""
+    from autograder.catalogue import all_tests
+
+    counts = {part: len(all_tests(part, ("public", "hidden", "semantic"), None)) for part in ("partA", "partB")}
+    good, bad = 0, []
+    for folder in folders:
+        try:
+            results = json.loads((out / folder.name / "results.json").read_text())
+            tests = [t for t in results["tests"] if not t.get("extra_data", {}).get("manual")]
+            part = results["extra_data"]["part"]
+            ok = len(tests) == counts[part] and not any("Not run" in t["output"] for t in tests)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        good += ok
+        if not ok:
+            bad.append(folder.name)
+    return good, bad
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=20, help="submissions in the batch (default: 20)")
-    parser.add_argument("--tests", default="public,hidden,semantic", help="kinds of tests (default: all)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--batch", type=int, default=200, help="submissions in the batch (0: none; default 200)")
+    parser.add_argument("--footprint", default=str(REPO.parent / "shared" / "tools" / "footprint"))
     args = parser.parse_args()
-    kinds = tuple(args.tests.split(","))
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    solutions = {p: REPO_ROOT / "solutions" / p / f"{p}.ipynb" for p in ("partA", "partB")}
-    for part in solutions:  # build the stored results once, outside the timings
-        autograder.grade.stored_results(kinds, part)
+    from course.gradescope import build_autograder_zip
 
-    print(f"one complete submission (tests: {', '.join(kinds)}); targets: Part A ≤ {TARGETS['partA']:g} s, "
-          f"Part B ≤ {TARGETS['partB']:g} s, memory ≤ {MEMORY_TARGET_MB} MB")
-    print(f"{'notebook':<9}{'reference':<10}{'score':>11}{'total s':>9}{'start-up':>10}{'student':>9}{'checks':>8}"
-          f"{'peak MB':>9}")
-    totals = {}
-    for part, path in solutions.items():
-        for live in (True, False):
-            with live_reference(live):
-                report = grade_submission(path, kinds=kinds)
-            s = report.seconds
-            peak = float("nan") if args.no_memory else peak_memory_mb(path, kinds, live)
-            totals[part, live] = s["total"]
-            print(f"{part:<9}{'live' if live else 'stored':<10}{report.score:>6g}/{report.max_score:<5g}"
-                  f"{s['total']:>9.1f}{s['startup']:>10.1f}{s['student']:>9.1f}{s['checks']:>8.1f}{peak:>9.0f}")
-        print(f"{part:<9}stored / live wall time: {totals[part, False] / totals[part, True]:.2f}")
-
-    rates = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        batch = mixed_batch(Path(tmp), args.batch)
-        for jobs in (1, 2):
-            with tempfile.TemporaryDirectory() as out:
-                start = time.perf_counter()
-                grade_batch(batch, Path(out), jobs=jobs, kinds=kinds, log=lambda *_: None)
-                wall = time.perf_counter() - start
-                written = sum(1 for _ in Path(out).glob("*/results.json"))
-            rates[jobs] = len(batch) / wall * 60
-            print(f"mixed batch of {len(batch)} with --jobs {jobs}: {wall:.1f} s, {rates[jobs]:.1f} submissions/min, "
-                  f"{written} results files")
-    print(f"throughput ratio jobs 2 / jobs 1: {rates[2] / rates[1]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="fwd-bench-") as tmp:
+        tmp = Path(tmp)
+        zip_path = build_autograder_zip(tmp / "autograder.zip")
+        cases = {"partA solution": REPO / "solutions" / "partA" / "partA.ipynb",
+                 "partB solution": REPO / "solutions" / "partB" / "partB.ipynb",
+                 "partB mistakes": mistakes_notebook(tmp)}
+        print(f"one submission in Gradescope's default container ({LIMIT_MB} MB, {CPUS} CPU); "
+              f"targets: CPU-s ≤ {TARGET_CPU_S['partA']:g} (A), ≤ {TARGET_CPU_S['partB']:g} (B)")
+        print(f"{'notebook':<16}{'score':>12}{'peak MB':>9}{'CPU s':>7}{'wall s':>8}  oom")
+        for i, (label, notebook) in enumerate(cases.items()):
+            f = in_container(args.footprint, unpack(zip_path, tmp / f"root{i}", notebook))
+            print(f"{label:<16}{f['score']:>6g}/{f['max']:<5g}{f['peak_mb']:>9.0f}{f['cpu_s']:>7.1f}{f['wall_s']:>8.1f}"
+                  f"  {f['oom']}")
+        if args.batch:
+            notebooks = [REPO / "solutions" / p / f"{p}.ipynb" for p in ("partA", "partB")]
+            notebooks += [REPO / "assignments" / p / f"{p}.ipynb" for p in ("partA", "partB")]
+            notebooks += [cases["partB mistakes"]]
+            folders = batch_of(tmp / "batch", args.batch, notebooks)
+            out = tmp / "graded"
+            begin = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "course", "grade", *map(str, folders), "--out", str(out),
+                                   "--jobs", "2"], capture_output=True, text=True)
+            wall = time.perf_counter() - begin
+            good, bad = complete(out, folders)
+            print(f"course grade --jobs 2 on {len(folders)} submissions: {wall:.0f} s "
+                  f"({len(folders) / wall * 60:.1f} per minute), exit {done.returncode}, "
+                  f"{good}/{len(folders)} results.json valid and complete" + (f"; not: {bad[:5]}" if bad else ""))
 
 
 if __name__ == "__main__":
