@@ -6,12 +6,19 @@ if its own logic is right. So, after every test has run, each failed test of a c
 in the sealed process (the one that serves the hidden tests, whose output is never read), never in a
 process whose output is shown:
 
-1. **Is the composite's own logic right?** The same check runs with the course's composite as the expected
+1. **Is the composite's own logic right?** First, the sealed process's helpers get copies of their tensor
+   arguments from then on (an in-place write in a helper is its own test's mistake and must not corrupt a
+   caller's inputs, nor the check's). The same check runs with the course's composite as the expected
    side, computed *in the grader* over the student's own helpers (each reference module's binding of a
    helper is replaced, for the duration of the check, by a proxy of the student's function or class in the
-   sealed process). If the student's composite agrees with the course's on the same helpers, its own logic
-   is right. No course code, source or result ever enters a process that runs student code: the student's
-   helpers are called with arguments only, as the checks call them anyway.
+   sealed process). If the student's composite passes, its own logic is right. If it fails, the check runs
+   on the course's composite over the same helpers too: failing it the same way (the same assertion with
+   the same numbers, or the same exception and message) means the composite does what the course's does
+   on these helpers. Except when that failure is an exception a helper raises on its own public test too
+   (a helper that always raises): what the composite does after that call is unseen, so the test stays
+   failed with a note naming the helper (else a composite that only calls it would be paid). No course code, source or result ever enters a process
+   that runs student code: the student's helpers are called with arguments only, as the checks call them
+   anyway.
 2. **Which helper is to blame?** If one of its helpers failed its own test, the composite keeps its points
    and its message names that helper. If every helper passed its own test, the course's composite is
    checked with one student helper at a time in place of the course's; a helper with which it fails is
@@ -124,29 +131,43 @@ class Charges:
     def helpers_of(self, target: str) -> set[str]:
         return self.calls.get(target, set())
 
-    def settle(self, outcomes: list[Outcome], sealed, passes, stubs: set) -> None:
-        """Judge again every failed test of a composite (in place in ``outcomes``). ``passes(test, subject,
+    def settle(self, outcomes: list[Outcome], sealed, failure, stubs: set, labels: dict | None = None) -> None:
+        """Judge again every failed test of a composite (in place in ``outcomes``). ``failure(test, subject,
         bindings)`` runs ``test``'s check on ``subject`` (the student's proxy, or the course's stand-in) with
-        ``bindings`` in place and says whether it passed; ``sealed`` is the process the student's helpers
-        are called in; ``stubs``: the tests that failed on their own stub (never judged again)."""
-        from autograder.remote import RemoteClass, RemoteFunction
+        ``bindings`` in place: None if it passes, else (what failed, the cell an exception of the student's
+        code came from); ``sealed`` is the process the student's helpers are called in; ``stubs``: the tests
+        that failed on their own stub (never judged again); ``labels``: each graded name's cell."""
+        from autograder.remote import RemoteClass, RemoteFunction, shield
 
+        labels = labels or {}
         by_key = {(o.test.target, o.test.kind): o for o in outcomes}
+        todo = [o for o in outcomes if o.status != "passed" and o.test.kind in ("public", "hidden")
+                and self.helpers_of(o.test.target) and id(o) not in stubs]
+        if not todo:
+            return
+        # a helper's in-place write is its own test's mistake: from here on it reaches no caller, neither in
+        # the student's composite nor in the course's (whose calls of the helper run in the same process)
+        shield(sealed, set().union(*(self.helpers_of(o.test.target) for o in todo)))
         proxy = lambda name: (RemoteClass if name in self.classes else RemoteFunction)(sealed, name)  # noqa: E731
         kept: set[str] = set()  # composites whose public test was kept
-        for outcome in outcomes:
+        for outcome in todo:
             test, target = outcome.test, outcome.test.target
             helpers = self.helpers_of(target)
-            if outcome.status == "passed" or test.kind not in ("public", "hidden") or not helpers \
-                    or id(outcome) in stubs:
-                continue
             mine = {h: proxy(h) for h in helpers}
-            if not passes(test, proxy(target), mine):
-                continue  # with the same helpers, the course's composite does otherwise: its own mistake
+            yours = failure(test, proxy(target), mine)
+            if yours is not None:  # does the course's composite, over the same helpers, fail the same way?
+                course = failure(test, course_with(target, mine), mine)
+                if course is None or course[0] != yours[0]:
+                    continue  # it does otherwise: its own mistake
+                raiser = [h for h in sorted(helpers) if yours[1] is not None and labels.get(h) == yours[1]
+                          and f"Your {h} raised {yours[0]}" in getattr(by_key.get((h, "public")), "output", "")]
+                if raiser:  # a helper that raises this on its own test too: the rest of the composite is unseen
+                    self.blocked(outcome, raiser)
+                    continue
             failed = sorted(h for h in helpers if (h, test.kind) in by_key and by_key[(h, test.kind)].status != "passed")
             if not failed:
                 culprits = [h for h in sorted(helpers) if (h, test.kind) in by_key
-                            and not passes(test, course_with(target, {h: mine[h]}), {})]
+                            and failure(test, course_with(target, {h: mine[h]}), {}) is not None]
                 if not culprits:
                     continue
                 for h in culprits:
@@ -171,6 +192,16 @@ class Charges:
         outcome.score, outcome.status = outcome.test.max_score, "passed"
         outcome.output = ("✓ passed on hidden inputs\n" if hidden else "") + note
         outcome.pictures = []
+
+    @staticmethod
+    def blocked(outcome: Outcome, raised_in: list[str]) -> None:
+        """The failure is the exception a helper raises on its own test too: what the composite does after
+        that call is unseen, so the test's points stay lost (keeping them would pay any composite that only
+        calls a helper that always raises)."""
+        target, helper = outcome.test.target, _and(raised_in)
+        outcome.output += (f"\n(This exception comes from your {helper}, not from {target} itself, so what "
+                           f"{target} does after that call could not be judged: fix {helper} first (its own test "
+                           "says why), and this test runs it again.)")
 
     @staticmethod
     def charge(outcome: Outcome, composite: str) -> None:

@@ -15,7 +15,7 @@
 3. umask 077 and ``oom_score_adj`` 1000: the kernel's first candidate when the container runs out of memory
    is the student's process, never the grader.
 
-seccomp, Landlock, rlimits and the audit hook follow in :func:`fwd_kit.grading.child.harden`. Only the
+seccomp, Landlock, rlimits and the audit hook follow in :func:`fwd_kit.grading.harden.harden`. Only the
 standard library and ``ctypes``: this module runs in a process that has not yet read any request.
 """
 

@@ -52,7 +52,7 @@ from autograder.reports import (
     write_with_sandbox_note,
 )
 from autograder.rubric import written_answers
-from autograder.running import check_passes, run_test
+from autograder.running import check_failure, run_test
 from autograder.sandbox import Limits, Sandbox
 from fwd_kit import expected as expectations
 
@@ -157,8 +157,8 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         printed = shown.output_tail(1500)
         run(sealed_tests, sealed)
         if time.perf_counter() - begin <= total_s:
-            Charges(extracted.cells, assignment.graded, assignment.classes).settle(outcomes, sealed, check_passes,
-                                                                                  stubs)
+            Charges(extracted.cells, assignment.graded, assignment.classes).settle(outcomes, sealed, check_failure,
+                                                                                  stubs, extracted.found)
     finally:
         shown.close()
         sealed.close()

@@ -173,6 +173,12 @@ def _call_copying_back(channel, message: dict, args: tuple, kwargs: dict):
     return value
 
 
+def shield(channel, names) -> None:
+    """Give the notebook's ``names`` copies of their tensor arguments from now on (``op_shield`` of
+    :mod:`fwd_kit.grading.child`)."""
+    _call(channel, {"op": "shield", "names": sorted(names)}, (), {})
+
+
 class RemoteFunction:
     """The student's function ``name``: calling it runs it in the sandbox and returns what it returned; its
     tensor arguments then hold what the student's code left in them."""

@@ -123,9 +123,11 @@ def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: floa
     return Outcome(test, test.max_score, "passed", text or "✓ passed", time.perf_counter() - start), False
 
 
-def check_passes(test: Test, subject, bindings: dict) -> bool:
-    """Whether ``test``'s check passes on ``subject`` with the reference's helpers bound as ``bindings`` says
-    (:mod:`autograder.charges`), the reference computed live; nothing of it is shown to anyone."""
+def check_failure(test: Test, subject, bindings: dict) -> tuple[str, str | None] | None:
+    """How ``test``'s check fails on ``subject`` with the reference's helpers bound as ``bindings`` says
+    (:mod:`autograder.charges`), the reference computed live; nothing of it is shown to anyone. None if it
+    passes; else (what failed: the assertion's message, or the exception's type and message; the cell of the
+    innermost line of the student's code an exception came from, or None)."""
     from autograder.charges import helpers_bound
 
     check = check_for(test)
@@ -133,6 +135,13 @@ def check_passes(test: Test, subject, bindings: dict) -> bool:
         with expectations.forced("live"), helpers_bound(bindings), contextlib.redirect_stdout(io.StringIO()), \
                 collecting_evidence():
             check(subject, seed=test.seed) if test.seed else check(subject)
-    except Exception:  # noqa: BLE001 - any failure is a failure
-        return False
-    return True
+    except AssertionError as err:
+        return f"assertion: {err}", None
+    except StudentError as err:
+        cell = err.lines[-1].split(",", 1)[0].removeprefix("cell ") if err.lines else None
+        return f"{err.kind}: {err.message}", cell
+    except SandboxFailure:
+        return "the student's process failed", "?"
+    except Exception as err:  # noqa: BLE001 - any other failure
+        return f"{type(err).__name__}: {err}", None
+    return None

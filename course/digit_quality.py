@@ -113,3 +113,32 @@ class TrainingJudge:
         shutil.rmtree(best, ignore_errors=True)
         tmp.rename(best)
         return best
+
+
+def plot_training_log(log_csv: Path, out_png: Path) -> Path:
+    """Draw ``training_log.csv`` (as :class:`TrainingJudge` writes it): per-digit accuracy (minimum and mean)
+    and the blob fraction against the step, the training loss on a second panel. Returns ``out_png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = TrainingJudge.read_log(Path(log_csv))
+    steps = [int(r["step"]) for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    for field, label in (("min_acc", "min over digits"), ("mean_acc", "mean over digits"),
+                         ("blob_frac", "blobs (saturated samples)")):
+        top.plot(steps, [float(r[field]) for r in rows], marker="o", label=label)
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("fraction of CFG samples")
+    top.legend(loc="center right")
+    top.set_title("Digit model while training\n(CFG γ = 7, 34 strided steps, n = 20 samples per digit)", fontsize=10)
+    lossy = [(s, float(r["loss"])) for s, r in zip(steps, rows) if r.get("loss") not in (None, "")]
+    bottom.plot([s for s, _ in lossy], [v for _, v in lossy], marker="o", color="black")
+    bottom.set_ylabel("training loss")
+    bottom.set_xlabel("step")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=80)
+    plt.close(fig)
+    return out_png

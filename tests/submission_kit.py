@@ -8,8 +8,8 @@ correct implementation.
 A mistake in a function loses the points of that function's own tests only. The graded functions that
 call it, directly or not, in the student's own code (``CALLS`` lists, per graded name, the graded names
 its solution cell uses, checked against the notebooks by the tests; :func:`broken_by` closes it) fail
-their checks with the student's helper, are graded again with the course's helpers
-(``autograder.course_helpers``), keep their points and name the helper to look at. The checks themselves
+their checks with the student's helper, are judged again against the course's composite over the same
+helpers (``autograder.charges``), keep their points and name the helper to look at. The checks themselves
 call only the function they grade, with reference models and views as arguments (``visual_anagram``
 gets the reference's views, the samplers get reference UNets), so nothing else propagates.
 """
@@ -139,6 +139,8 @@ class Edit:
 
     ``says``: words the public test's message must contain (the question that names the mistake).
     ``spares``: callers that never take the mistaken path (their tests must still pass).
+    ``raises``: the mistake is an exception; its callers' tests fail too, each naming it (what a caller does
+    after the call is unseen: keeping their points would pay a caller that only calls a broken helper).
     """
 
     target: str
@@ -147,6 +149,7 @@ class Edit:
     new: str
     says: str = ""
     spares: tuple = ()
+    raises: bool = False
 
     def breaks(self, part: str) -> set[str]:
         """The graded names whose tests this mistake must fail."""

@@ -182,3 +182,19 @@ def test_training_is_seeded_and_resumes_bit_exactly(tmp_path):
     weights = "unet/diffusion_pytorch_model.safetensors"
     a, b = load_file(str(tmp_path / "straight" / weights)), load_file(str(tmp_path / "split" / weights))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_training_log_figure_is_drawn_from_the_log(tmp_path):
+    """A warm start's first row has no loss: the figure still draws every row (accuracy, blobs, loss)."""
+    from course.digit_quality import LOG_FIELDS, plot_training_log
+
+    log = tmp_path / "training_log.csv"
+    rows = [",".join(LOG_FIELDS)]
+    for step, loss, acc, blobs in ((0, "", 0.5, 0.3), (1000, "0.02", 0.9, 0.1)):
+        rows.append(",".join([str(step), loss, *[str(acc)] * 10, str(acc), str(acc), str(blobs)]))
+    log.write_text("\n".join(rows) + "\n")
+    out = plot_training_log(log, tmp_path / "log.png")
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (480, 400)

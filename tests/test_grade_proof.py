@@ -5,8 +5,9 @@
 2. The released student notebooks score zero, and every test says the function is not implemented yet.
 3. Typical mistakes, written into the solution's answer cells, lose points on exactly the tests they
    should: the mistaken function's own public and hidden tests, once. Every graded function that calls
-   it (``submission_kit.CALLS``) is graded again with the course's helpers, keeps its points and names
-   the helper to look at (``autograder.course_helpers``). Several mistakes in functions that do not depend
+   it (``submission_kit.CALLS``) is judged again against the course's composite over the same helpers,
+   keeps its points and names the helper to look at (``autograder.charges``); a helper that always
+   raises costs its callers their tests too, each naming it. Several mistakes in functions that do not depend
    on each other share one notebook, graded once; every graded function has a mistake somewhere. The
    mistakes include the behaviours a docstring promises (a ValueError, start = 0, intermediates every 5th
    step, the callbacks of every loop, a trajectory), in-place writes into an input, a dtype or a device
@@ -229,7 +230,7 @@ MISTAKES = {
              says="Does add_noise leave its inputs unchanged?"),
         Edit("flow_target", "an exception with a message of its own, after a print",
              "return x1 - x0", f'print("{STUDENT_PRINT}")\n    raise ValueError("{STUDENT_TEXT}")',
-             says=STUDENT_TEXT),
+             says=STUDENT_TEXT, raises=True),
         Edit("ddpm_sample", "z drawn on the CPU inside the loop (a hard-coded device)",
              "device=device, dtype=dtype) if t > 1", 'device="cpu", dtype=dtype) if t > 1',
              says="Follow the device of the inputs/model"),
@@ -242,9 +243,10 @@ KNOWN_DEFECTS: dict = {}  # none now; the first run found three, fixed in the ch
 
 def expected_failures(group: str) -> set[str]:
     """The graded names whose tests the mistakes of ``group`` must fail (and no other): the mistaken ones
-    themselves; their callers are graded with the course's helpers."""
+    themselves, and the callers of a helper that raises; other callers keep their points (judged against the
+    course's composite over the same helpers)."""
     part, edits = MISTAKES[group]
-    return {e.target for e in edits} & CHECKED[part]
+    return ({e.target for e in edits} | {c for e in edits if e.raises for c in e.breaks(part)}) & CHECKED[part]
 
 
 def mistake_cases():
@@ -388,8 +390,10 @@ def test_released_stubs_score_zero(graded, part):
 
 @pytest.mark.parametrize("group, edit", list(mistake_cases()))
 def test_mistake_costs_its_own_tests_once(graded, group, edit):
-    """The mistaken function fails its public and hidden tests; every caller keeps its points (graded with the
-    course's helpers), and the callers whose check failed with the student's helper name it."""
+    """The mistaken function fails its public and hidden tests; every caller keeps its points (its check
+    passes, or fails as the course's composite does, over the same helpers), and the callers whose check
+    failed with the student's helper name it. A helper that raises costs its callers their tests too, each
+    naming it: what they do after the call is unseen (a caller that only calls it must not be paid)."""
     part, _ = MISTAKES[group]
     report = graded(f"mistakes-{group}")
     own = outcomes_of(report, edit.target)
@@ -403,6 +407,11 @@ def test_mistake_costs_its_own_tests_once(graded, group, edit):
     notes = []
     for caller in callers:
         for o in outcomes_of(report, caller).values():
+            if edit.raises:
+                assert o.status == "failed" and o.score == 0, f"{edit.what}: {o.test.name} kept its points"
+                assert f"comes from your {edit.target}, not from {caller}" in o.output, o.output
+                notes.append(o.test.name)
+                continue
             assert o.status == "passed" and o.score == o.test.max_score, f"{edit.what}: {o.test.name}: {o.output}"
             if "look at" in o.output:
                 assert edit.target in o.output.split("look at", 1)[1], o.output

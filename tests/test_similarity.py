@@ -369,12 +369,12 @@ def test_course_grade_with_similarity_writes_the_report_and_leaves_the_results_a
 
     def fake_batch(paths, out, log=print, **_):
         out = Path(out)
-        reports = [reports.Report(str(p), "partB", [], "", {"total": 0.0}) for p in paths]
-        for report, name in zip(reports, reports.output_names(paths)):
+        made = [reports.Report(str(p), "partB", [], "", {"total": 0.0}) for p in paths]
+        for report, name in zip(made, reports.output_names(paths)):
             (out / name).mkdir(parents=True)
             (out / name / "results.json").write_text('{"score": 7}')
-        reports.write_summary(reports, out / "summary.csv")
-        return reports
+        reports.write_summary(made, out / "summary.csv")
+        return made
 
     monkeypatch.setattr(grade, "grade_batch", fake_batch)
     out = tmp_path / "graded"

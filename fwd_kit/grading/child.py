@@ -135,6 +135,40 @@ def tensors_in(value, depth: int = 0):
     return None
 
 
+def copies(value, depth: int = 0):
+    """``value`` with every tensor cloned (lists, tuples and dicts followed 6 deep)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if depth < 6 and isinstance(value, (list, tuple)):
+        return type(value)(copies(v, depth + 1) for v in value) if type(value) in (list, tuple) else value
+    if depth < 6 and isinstance(value, dict):
+        return {k: copies(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def shielded(obj):
+    """``obj`` (a function, or an ``nn.Module`` class) called with copies of its tensor arguments."""
+    import functools
+
+    import torch.nn as nn
+
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        def __call__(self, *args, **kwargs):
+            return obj.__call__(self, *copies(args), **copies(kwargs))
+
+        return type(obj.__name__, (obj,), {"__call__": __call__, "__module__": obj.__module__,
+                                           "__qualname__": obj.__qualname__})
+    if callable(obj) and not isinstance(obj, type):
+        @functools.wraps(obj)
+        def call(*args, **kwargs):
+            return obj(*copies(args), **copies(kwargs))
+
+        return call
+    return obj
+
+
 class Server:
     """The request loop of the student's process."""
 
@@ -276,9 +310,18 @@ class Server:
     def op_ping(self, message: dict) -> dict:
         return {"ok": True, "result": {"v": None}, "layers": self.layers}
 
+    def op_shield(self, message: dict) -> dict:
+        """From now on, the notebook's ``names`` receive copies of their tensor arguments: an in-place write
+        in a helper no longer reaches its caller (the grader's second look at a composite, where a helper's
+        in-place mistake is charged to the helper's own test: :mod:`autograder.charges`)."""
+        for name in message.get("names", []):
+            if name in self.namespace:
+                self.namespace[name] = shielded(self.namespace[name])
+        return {"ok": True, "result": {"v": None}}
+
     def serve(self, read_fd: int, write_fd: int) -> None:
         ops = {"ping": self.op_ping, "load": self.op_load, "call": self.op_call, "new": self.op_new,
-               "method": self.op_method, "signature": self.op_signature}
+               "method": self.op_method, "signature": self.op_signature, "shield": self.op_shield}
         while True:
             received = read_message(read_fd)
             if received is None or received[0].get("op") == "bye":
