@@ -16,9 +16,9 @@ process whose output is shown:
    the same numbers, or the same exception and message) means the composite does what the course's does
    on these helpers. Except when that failure is an exception a helper raises on its own public test too
    (a helper that always raises): what the composite does after that call is unseen, so the test stays
-   failed with a note naming the helper (else a composite that only calls it would be paid). No course code, source or result ever enters a process
-   that runs student code: the student's helpers are called with arguments only, as the checks call them
-   anyway.
+   failed with a note naming the helper (else a composite that only calls it would be paid). No course
+   code, source or result ever enters a process that runs student code: the student's helpers are called
+   with arguments only, as the checks call them anyway.
 2. **Which helper is to blame?** If one of its helpers failed its own test, the composite keeps its points
    and its message names that helper. If every helper passed its own test, the course's composite is
    checked with one student helper at a time in place of the course's; a helper with which it fails is
