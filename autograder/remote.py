@@ -78,14 +78,37 @@ def check_replay_budget(calls, tensors: dict) -> None:
                              f"the grader replays at most {MAX_REPLAYED_MB} MB")
 
 
+def _hooks_only(module: nn.Module) -> bool:
+    """Whether replaying a call of ``module`` needs only its forward pre-hooks: no hook reads the output, it
+    records nothing itself, and its forward changes no buffer (no batch-norm running statistics)."""
+    return not (module._forward_hooks or hasattr(module, "calls")
+                or any(name.endswith("running_mean") for name, _ in module.named_buffers()))
+
+
+def _skip_forward(*args, **kwargs) -> None:
+    return None
+
+
 def _replay(module: nn.Module, records: list[dict], final_training: bool, deadline: float) -> None:
-    """Call ``module`` as the student's code called its twin, so that hooks and recorders see the same inputs."""
+    """Call ``module`` as the student's code called its twin, so that hooks and recorders see the same inputs.
+
+    Where only forward pre-hooks read the call (:func:`_hooks_only`: a UNet a check records), the call goes
+    through ``module.__call__`` with the forward itself skipped: the hooks see the same (module, args,
+    kwargs), and the grader does not run the model a second time for nothing (a third of Part A's checks).
+    """
+    skip = _hooks_only(module)
     with torch.no_grad():
         for record in records:
             if time.monotonic() > deadline:
                 raise SandboxFailure(f"replaying your code's model calls took longer than {MAX_REPLAY_S:g} s")
             module.train(record["training"])
-            module(*record["args"], **record["kwargs"])
+            if skip:
+                module.forward = _skip_forward  # an instance attribute: __call__ runs the hooks, then this
+            try:
+                module(*record["args"], **record["kwargs"])
+            finally:
+                if skip:
+                    del module.forward
     module.train(final_training)
 
 

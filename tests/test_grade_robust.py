@@ -271,6 +271,40 @@ def test_a_task_whose_process_dies_or_overruns_affects_only_itself():
     assert "deadline" in ended[0].problem and ended[1].problem == "" and ended[1].result is None
 
 
+def test_a_replay_runs_the_hooks_and_runs_the_forward_only_where_something_reads_it():
+    """A UNet a check records is replayed to its pre-hooks only (the forward would be the grader's cost for
+    nothing); a module with a forward hook, a recorder of its own or batch-norm statistics runs in full."""
+    import torch
+
+    from autograder.remote import _replay
+
+    class Counted(torch.nn.Module):
+        def __init__(self, norm: bool = False):
+            super().__init__()
+            self.forwards, self.norm = 0, torch.nn.BatchNorm1d(2) if norm else None
+
+        def forward(self, x, scale=1.0):
+            self.forwards += 1
+            return x * scale if self.norm is None else self.norm(x)
+
+    seen = []
+    records = [{"args": [torch.ones(3, 2)], "kwargs": {"scale": 2.0}, "training": True}]
+    hooked = Counted()
+    hooked.register_forward_pre_hook(lambda m, a, k: seen.append((m.training, a[0].shape, k["scale"])), with_kwargs=True)
+    _replay(hooked, records, False, float("inf"))
+    assert seen == [(True, (3, 2), 2.0)] and hooked.forwards == 0 and not hooked.training
+    assert hooked(torch.ones(1, 2), scale=3.0).shape == (1, 2) and hooked.forwards == 1  # its own forward is back
+    outputs = []
+    watched = Counted()
+    watched.register_forward_hook(lambda m, a, out: outputs.append(out))
+    _replay(watched, records, True, float("inf"))
+    assert watched.forwards == 1 and torch.equal(outputs[0], torch.full((3, 2), 2.0))
+    normed = Counted(norm=True)
+    normed.register_forward_pre_hook(lambda m, a: None)
+    _replay(normed, records, True, float("inf"))
+    assert normed.forwards == 1 and int(normed.norm.num_batches_tracked) == 1
+
+
 def test_the_grader_replays_a_bounded_number_of_recorded_calls():
     """One 8 MB tensor referenced by 151 records once took the grader to 5.5 GB: refused before decoding."""
     import torch

@@ -25,8 +25,8 @@ import hashlib
 import random
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn as nn
 
 from fwd_kit.checks.compare import quiet
 from fwd_kit.tiny import TEXT_WIDTH
@@ -79,6 +79,26 @@ def tiny_unet():
     """A fresh copy of the session's tiny IF stage-1 UNet (fp32, CPU, eval): a check cannot spoil the next."""
     with quiet():
         return copy.deepcopy(_cached_unet())
+
+
+def meta_unet():
+    """The device check's UNet, on PyTorch's meta device: IF stage 1's interface (3 → 6 channels, T5 embeddings
+    (B, 77, 32) through ``text_proj`` and the text addition embedding, the same block types) at one level.
+
+    On the meta device every operation is a Python call (about 130 ms for a forward of :func:`tiny_unet`, 20 ms
+    for this one), and the check only asks where the student's tensors live, so it runs on the smallest
+    model with the interface. Built there directly: no weights are made.
+    """
+    from diffusers import UNet2DConditionModel
+
+    with quiet(), torch.device("meta"):
+        return UNet2DConditionModel(
+            sample_size=SIZE, in_channels=3, out_channels=6, down_block_types=("ResnetDownsampleBlock2D",),
+            mid_block_type=None, up_block_types=("ResnetUpsampleBlock2D",), block_out_channels=(8,),
+            layers_per_block=1, cross_attention_dim=16, attention_head_dim=8, encoder_hid_dim=TEXT_WIDTH,
+            encoder_hid_dim_type="text_proj", addition_embed_type="text", addition_embed_type_num_heads=2,
+            resnet_time_scale_shift="scale_shift", act_fn="gelu", norm_num_groups=8,
+        ).eval().requires_grad_(False)
 
 
 def tiny_scheduler(fixed_variance: bool = False):

@@ -12,9 +12,9 @@ unchanged, and nothing reaches stderr. The tiny UNet draws noise, not pictures: 
 mechanics; the autograder's hidden checks test more.
 
 Loops start at ``i_start = 30`` of the usual 34-step list (3 UNet steps) to stay fast; the frames of
-``return_intermediates`` are checked on a run of 11–14 steps (12 at seed 0), so that the every-5th rule
-shows. Every function that draws noise or calls the UNet is run once more with every input tensor and the
-UNet on PyTorch's ``meta`` device (:func:`~fwd_kit.checks.compare.assert_follows_device`): a hard-coded
+``return_intermediates`` are checked on a run of 6–9 steps (7 at seed 0): two frames, so that the every-5th
+rule shows. Every function that draws noise or calls the UNet is run once more with every input tensor and a
+one-level UNet of the same interface on PyTorch's ``meta`` device (:func:`~fwd_kit.checks.compare.assert_follows_device`): a hard-coded
 ``"cpu"`` fails there, on a CPU. The illusions' checks are in :mod:`fwd_kit.checks.public_a_illusions`.
 
 Every check takes a keyword ``seed``: 0 (the default) runs the inputs the notebooks show; another seed
@@ -50,6 +50,7 @@ from fwd_kit.checks.fixtures import (
     derived_seed,
     generator,
     meta_runs,
+    meta_unet,
     on_meta,
     parameter_rng,
     recording,
@@ -65,7 +66,7 @@ ref_editing = reference("editing")
 I_START = 30  # loops run t = 90 → 60 → 30 → 0 of strided_timesteps()
 SCALE = 5.0  # guidance scale of the checks (not the default 7, to catch a hard-coded γ)
 LOOP_STEPS = 3  # UNet steps of every loop check, at every seed
-FRAME_STEPS = 12  # UNet steps of the frames check at seed 0 (frames before steps 0, 5 and 10); 11–14 otherwise
+FRAME_STEPS = 7  # UNet steps of the frames check at seed 0 (frames before steps 0 and 5); 6–9 otherwise
 HIDDEN_SCALES = (3.0, 4.0, 4.5, 5.5, 6.0, 8.0, 9.0)  # γ at seed ≠ 0: never 1 (unguided) nor the default 7
 HIDDEN_STRIDES = (20, 25, 33, 40, 45, 50, 60)  # strides of the loops' lists at seed ≠ 0 (990 = 33·30)
 
@@ -96,9 +97,11 @@ def loop_timesteps(name: str, seed: int) -> tuple[list[int], int]:
 
 def frames_setup(name: str, seed: int) -> tuple[list[int], int, torch.Tensor]:
     """(timesteps, i_start, x_t) of the frames check: the loop check's strided list, started FRAME_STEPS steps
-    before its end at seed 0 (t = 360 → 0), 11–14 otherwise, so that the every-5th rule shows."""
+    before its end at seed 0 (t = 210 → 0), 6–9 otherwise, so that the every-5th rule shows: a second frame
+    tells every 5th step from every 4th or 6th, from "after the update", from a rule counted from step 0 of the
+    list rather than from i_start, and from a final frame added at the end; more steps would show nothing more."""
     timesteps, _ = loop_timesteps(name, seed)
-    steps = FRAME_STEPS if seed == 0 else parameter_rng(f"{name}/frames", seed).randint(11, 14)
+    steps = FRAME_STEPS if seed == 0 else parameter_rng(f"{name}/frames", seed).randint(6, 9)
     i_start = len(timesteps) - 1 - steps
     inp = inputs(seed)
     xt = ref.forward(inp["x0"], timesteps[i_start], tiny_scheduler().alphas_cumprod, noise=inp["noise"])
@@ -230,7 +233,7 @@ def check_one_step_denoise(one_step_denoise, *, seed: int = 0) -> None:
         assert_close(actual, expected, "Does one_step_denoise estimate ε̂ with the UNet at (x_t, t, prompt) "
                      "and return x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t)?", name="x̂0", context=f"At t={t}")
     run, course = meta_runs(one_step_denoise, ref.one_step_denoise, lambda: (
-        (on_meta(tiny_unet()), on_meta(xt), t, on_meta(inp["cond"]), alphas_cumprod), {}))
+        (meta_unet(), on_meta(xt), t, on_meta(inp["cond"]), alphas_cumprod), {}))
     assert_follows_device(run, "one_step_denoise", "its inputs and the UNet", kept="alphas_cumprod", course=course)
     passed(f"one_step_denoise: x̂0 matches the reference on a tiny UNet at t = {timesteps[0]} and t = {timesteps[1]}")
 
@@ -391,7 +394,7 @@ def check_frames_and_callback(name: str, result, expected, xt, timesteps: list[i
 
 
 def check_frames_over_steps(name: str, run, timesteps: list[int], i_start: int, xt) -> None:
-    """``run(log)``: the loop from x_t at timesteps[i_start] over 11–14 steps with ``return_intermediates=True``
+    """``run(log)``: the loop from x_t at timesteps[i_start] over 6–9 steps with ``return_intermediates=True``
     and ``callback=log``. Its frames are at every 5th step (more than one frame, so a rule of every 4th or 6th
     shows), the first is x_t and each later one the image the step before gave the callback."""
     log = CallbackLog()
@@ -433,7 +436,7 @@ def check_iterative_denoise(iterative_denoise, *, seed: int = 0) -> None:
         iterative_denoise, "iterative_denoise", tiny_unet(), scheduler(), x_many.clone(), i_many, inp["cond"].clone(),
         list(many), generator=generator(generator_seed), callback=log, return_intermediates=True), many, i_many, x_many)
     run, course = meta_runs(iterative_denoise, ref.iterative_denoise, lambda: (
-        (on_meta(tiny_unet()), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), list(timesteps)), {}))
+        (meta_unet(), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), list(timesteps)), {}))
     assert_follows_device(run, "iterative_denoise", "its inputs and the UNet", course=course)
     passed(f"iterative_denoise: 3 strided steps match the reference on a tiny UNet; the frames (every 5th of "
            f"{len(many) - 1 - i_many} steps) and the callback are right; it follows the UNet's device")
@@ -465,7 +468,7 @@ def check_cfg_noise(cfg_noise, *, seed: int = 0) -> None:
     assert_close(variance, expected_var, "Does cfg_noise return the predicted variance (the UNet's last 3 "
                  "channels) of the conditional branch?", name="the variance")
     run, course = meta_runs(cfg_noise, ref.cfg_noise, lambda: (
-        (on_meta(tiny_unet()), on_meta(xt), t, on_meta(inp["cond"]), on_meta(inp["uncond"])), {"scale": scale}))
+        (meta_unet(), on_meta(xt), t, on_meta(inp["cond"]), on_meta(inp["uncond"])), {"scale": scale}))
     assert_follows_device(run, "cfg_noise", "its inputs and the UNet", course=course)
     passed("cfg_noise: the guided estimate and the conditional variance match the reference")
 
@@ -508,7 +511,7 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
         inp["cond"].clone(), inp["uncond"].clone(), list(many), scale=scale, generator=generator(generator_seed),
         callback=log, return_intermediates=True), many, i_many, x_many)
     run, course = meta_runs(iterative_denoise_cfg, ref.iterative_denoise_cfg, lambda: (
-        (on_meta(tiny_unet()), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
+        (meta_unet(), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
          list(timesteps)), {"scale": scale}))
     assert_follows_device(run, "iterative_denoise_cfg", "its inputs and the UNet", course=course)
     passed(f"iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet; the frames (every 5th of "
@@ -542,7 +545,7 @@ def check_sdedit(sdedit, *, seed: int = 0) -> None:
                "Does sdedit continue with iterative_denoise_cfg from i_start, with the same prompts, scale and "
                "generator?", accepted=accepted)
     run, course = meta_runs(sdedit, ref_editing.sdedit, lambda: (
-        (on_meta(tiny_unet()), scheduler(), on_meta(inp["x0"]), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
+        (meta_unet(), scheduler(), on_meta(inp["x0"]), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
          list(timesteps)), {"scale": scale}))
     assert_follows_device(run, "sdedit", "its inputs and the UNet", course=course)
     passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet; it follows the UNet's device")
@@ -593,7 +596,7 @@ def check_inpaint(inpaint, *, seed: int = 0) -> None:
     check_with_callback("inpaint", again, actual, log, timesteps, range(len(timesteps) - 1),
                         after="the whole step (the update, then the kept pixels)")
     run, course = meta_runs(inpaint, ref_editing.inpaint, lambda: (
-        (on_meta(tiny_unet()), scheduler(), on_meta(inp["x0"]), on_meta(mask), on_meta(inp["cond"]),
+        (meta_unet(), scheduler(), on_meta(inp["x0"]), on_meta(mask), on_meta(inp["cond"]),
          on_meta(inp["uncond"]), list(timesteps)), {"scale": scale}))
     assert_follows_device(run, "inpaint", "its inputs and the UNet", course=course)
     passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet; the callback is "
