@@ -12,9 +12,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: importing this module stays cheap (the
+    from matplotlib.figure import Figure  # notebook's first cell, and the grader, which never draws one)
 
 from fwd_kit.validate import check_image
 
@@ -48,6 +52,8 @@ def digit_grid(
     pad, h, w = 2, images.shape[-2], images.shape[-1]
     grid = tile(images, nrow, pad=pad)
     rows = math.ceil(images.shape[0] / nrow)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(2.5, nrow * cell_inches + 1.2), rows * cell_inches + (0.8 if title else 0.4)))
     ax = fig.add_subplot()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -77,6 +83,8 @@ def loss_curve(step_losses: Sequence[float], steps_per_epoch: Sequence[int], tit
     losses = np.asarray(step_losses, dtype=float)
     ends = np.cumsum(steps_per_epoch)
     means = [losses[e - n : e].mean() for e, n in zip(ends, steps_per_epoch)]
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.6, alpha=0.7, label="per step")

@@ -5,7 +5,6 @@ Interrupts are raised in-process from a patched step (KeyboardInterrupt), not ti
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 
@@ -76,7 +75,7 @@ def test_a_checkpoint_save_finishes_before_ctrl_c_takes_effect(tmp_path, monkeyp
     def weights_then_signal(*args, **kwargs):
         original(*args, **kwargs)
         calls.append(1)
-        os.kill(os.getpid(), signal.SIGINT)  # delivered at once, in this thread: no timing involved
+        signal.raise_signal(signal.SIGINT)  # to this thread (os.kill may reach another thread of the process)
 
     monkeypatch.setattr(training, "save_file", weights_then_signal)
     model, optimizer = torch.nn.Linear(2, 2), None
