@@ -249,7 +249,7 @@ def grade_batch(paths: list[str | Path], out: str | Path, part: str | None = Non
     reports: list[Report | None] = [None] * len(paths)
     tasks = [(str(p), str(d), part, limits, kinds, bundle) for p, d in zip(paths, dirs)]
     deadline = (limits or Limits()).total_s + WORKER_GRACE_S
-    for ended in run_each(_worker_grade, tasks, jobs, deadline, preload=["autograder.grade"]):
+    for ended in run_each(_worker_grade, tasks, jobs, deadline, preload=["autograder.preload"]):
         i = ended.index
         if isinstance(ended.result, Report):
             reports[i] = ended.result

@@ -135,6 +135,9 @@ def _child(sock: socket.socket, spec: dict, fds: list[int]) -> None:
     code = 70
     try:
         sock.close()
+        from autograder.startup import with_unused_packages
+
+        with_unused_packages()  # the student's own code may import SciPy
         req_r, rep_w, out_w = fds
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
@@ -219,12 +222,12 @@ def _prepare_zygote(sock: socket.socket) -> str:
 
 def zygote_main(fd: int, diffusers: bool) -> None:
     """Entry of a fresh-interpreter zygote (``python -m autograder.zygote FD DIFFUSERS``)."""
-    import gc
+    from autograder.startup import imports_unscanned, without_unused_packages
 
     sock = socket.socket(fileno=fd)
-    preload(diffusers)
-    gc.collect()
-    gc.freeze()  # the children's garbage collector leaves the shared pages alone
+    without_unused_packages()
+    with imports_unscanned(collect=True):  # the children's garbage collector leaves the shared pages alone
+        preload(diffusers)
     root = _prepare_zygote(sock)
     sock.send(b'{"ready": true}')
     try:
@@ -247,11 +250,11 @@ class Zygote:
         reasons = clean_reasons()
         self.forked = not reasons
         if self.forked:
-            import gc
+            from autograder.startup import imports_unscanned
 
-            preload(diffusers, preamble)
-            gc.collect()
-            gc.freeze()  # what is loaded now is never scanned again: the garbage collector copies no shared page
+            # what is loaded now is never scanned again: the garbage collector copies no shared page
+            with imports_unscanned(collect=True):
+                preload(diffusers, preamble)
             pid = os.fork()
             if pid == 0:
                 ours.close()

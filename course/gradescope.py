@@ -273,6 +273,7 @@ def grade_on_gradescope(root: str | Path, settings: GradescopeSettings) -> Path:
     write_json(results, message_results(unfinished_message()))
     begin = time.perf_counter()
     try:
+        import autograder.preload  # noqa: F401 - the grader's imports, then frozen (autograder.startup)
         from autograder.grade import grade_submission
         from autograder.reports import crashed_report, write_report, write_with_sandbox_note
     except Exception as err:  # noqa: BLE001 - a broken installation: say so in the results
