@@ -435,17 +435,18 @@ def quiet():
     nbgrader gives a graded cell 0 points when anything is printed to stderr, so every check runs the
     student's code and the reference inside this. Everything is restored on exit; exceptions pass through.
     """
-    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
-    levels = [lg.level for lg in loggers]
+    # only the loggers not at ERROR yet (a quiet() inside another changes none): each setLevel clears the
+    # cache of every logger of the process, hundreds once diffusers is imported
+    changed = [(lg, lg.level) for lg in map(logging.getLogger, _LIBRARY_LOGGERS) if lg.level != logging.ERROR]
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        for lg in loggers:
+        for lg, _ in changed:
             lg.setLevel(logging.ERROR)
         verbosity = _set_hf_verbosity_error()
         try:
             yield
         finally:
-            for lg, level in zip(loggers, levels):
+            for lg, level in changed:
                 lg.setLevel(level)
             _restore_hf_verbosity(verbosity)
 
@@ -456,7 +457,7 @@ def _set_hf_verbosity_error() -> dict:
     for name in ("diffusers", "transformers"):
         if name in sys.modules:
             hf_logging = sys.modules.get(f"{name}.utils.logging")
-            if hf_logging is not None:
+            if hf_logging is not None and hf_logging.get_verbosity() != logging.ERROR:
                 old[name] = hf_logging.get_verbosity()
                 hf_logging.set_verbosity_error()
     return old

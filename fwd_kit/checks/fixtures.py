@@ -31,7 +31,7 @@ import torch.nn as nn
 from fwd_kit.checks.compare import quiet
 from fwd_kit.tiny import TEXT_WIDTH
 
-SIZE = 32  # Part A image side: a multiple of 8 for the UNet's 3 downsamplings, > 16 for 33-tap blurs
+SIZE = 32  # Part A image side: even for the checks' UNet's downsampling, > 16 for 33-tap blurs
 BATCH = 2  # two images, so that batch handling (embeddings expanded to B) is exercised
 TOKENS = 77  # DeepFloyd's prompt length
 
@@ -69,24 +69,45 @@ def parameter_rng(name: str, seed: int) -> random.Random:
 
 @functools.lru_cache(maxsize=1)
 def _cached_unet():
-    from fwd_kit.tiny import tiny_stage1_unet
+    from diffusers import UNet2DConditionModel
 
-    with torch.random.fork_rng(devices=[]):
-        return tiny_stage1_unet(seed=0, sample_size=SIZE).requires_grad_(False)
+    with torch.random.fork_rng(devices=[]), quiet():
+        torch.manual_seed(0)
+        return UNet2DConditionModel(
+            sample_size=SIZE, in_channels=3, out_channels=6,  # 3 for ε, 3 for the learned-range variance
+            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"), block_out_channels=(8, 16),
+            layers_per_block=1, cross_attention_dim=32, attention_head_dim=8, encoder_hid_dim=TEXT_WIDTH,
+            encoder_hid_dim_type="text_proj", addition_embed_type="text", addition_embed_type_num_heads=2,
+            cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu",
+            norm_num_groups=8,
+        ).eval().requires_grad_(False)
 
 
 def tiny_unet():
-    """A fresh copy of the session's tiny IF stage-1 UNet (fp32, CPU, eval): a check cannot spoil the next."""
-    with quiet():
-        return copy.deepcopy(_cached_unet())
+    """A fresh copy of the checks' tiny UNet (fp32, CPU, eval; seeded weights): a check cannot spoil the next.
+
+    IF stage 1's interface and block types — 3 → 6 channels (ε̂ and the learned-range variance), T5 embeddings
+    (B, 77, 32) through ``text_proj`` and the text addition embedding, cross-attention to the prompt at 16×16
+    and in the middle block — at two levels (63 k parameters). The checks compare the student's loop with the
+    reference's on it, step by step; a forward costs 14 ms of CPU, against 31 ms for IF's four levels
+    (``fwd_kit.tiny.tiny_stage1_unet``), and a loop check makes dozens of them. The copy is built from the
+    config and loaded with the weights (15 ms; ``copy.deepcopy`` takes 23).
+    """
+    prototype = _cached_unet()
+    with quiet(), torch.random.fork_rng(devices=[]):  # building draws initial weights, then replaced
+        unet = type(prototype).from_config(prototype.config)
+    unet.load_state_dict(prototype.state_dict())
+    return unet.eval().requires_grad_(False)
 
 
 def meta_unet():
     """The device check's UNet, on PyTorch's meta device: IF stage 1's interface (3 → 6 channels, T5 embeddings
     (B, 77, 32) through ``text_proj`` and the text addition embedding, the same block types) at one level.
 
-    On the meta device every operation is a Python call (about 130 ms for a forward of :func:`tiny_unet`, 20 ms
-    for this one), and the check only asks where the student's tensors live, so it runs on the smallest
+    On the meta device every operation is a Python call (a forward of :func:`tiny_unet` there costs three
+    times one of this), and the check only asks where the student's tensors live, so it runs on the smallest
     model with the interface. Built there directly: no weights are made.
     """
     from diffusers import UNet2DConditionModel
@@ -101,8 +122,8 @@ def meta_unet():
         ).eval().requires_grad_(False)
 
 
-def tiny_scheduler(fixed_variance: bool = False):
-    """DeepFloyd's stage-1 ``DDPMScheduler``; with ``fixed_variance`` its variance ignores the UNet's."""
+@functools.lru_cache(maxsize=2)
+def _cached_scheduler(fixed_variance: bool):
     with quiet():
         from diffusers import DDPMScheduler
 
@@ -112,6 +133,12 @@ def tiny_scheduler(fixed_variance: bool = False):
         if fixed_variance:
             scheduler = DDPMScheduler.from_config(scheduler.config, variance_type="fixed_large_log")
         return scheduler
+
+
+def tiny_scheduler(fixed_variance: bool = False):
+    """A fresh copy of DeepFloyd's stage-1 ``DDPMScheduler``; with ``fixed_variance`` its variance ignores the
+    UNet's. (A copy costs a fifth of a millisecond, building the fixed-variance one 18 ms.)"""
+    return copy.deepcopy(_cached_scheduler(fixed_variance))
 
 
 @functools.lru_cache(maxsize=16)  # a few seeds per session: public (0) and hidden ones
@@ -184,6 +211,16 @@ def on_meta(value):
     if isinstance(value, nn.Module):
         return copy.deepcopy(value).to("meta")
     return value.detach().to("meta")
+
+
+META_STEPS = 2  # UNet steps of a loop's device check: one that adds the variance's noise, and the last, to t = 0
+
+
+def meta_start(timesteps, i_start: int) -> int:
+    """i_start of a loop's device check: its last ``META_STEPS`` steps (one that draws noise, and the last
+    one, which goes to t = 0 and may not), or all of them where there are fewer. A forward on the meta device
+    costs as much as one on the CPU, and the check only asks where the loop makes its tensors."""
+    return max(i_start, len(timesteps) - 1 - META_STEPS)
 
 
 def meta_runs(student, course, make):

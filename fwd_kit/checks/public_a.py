@@ -50,6 +50,7 @@ from fwd_kit.checks.fixtures import (
     derived_seed,
     generator,
     meta_runs,
+    meta_start,
     meta_unet,
     on_meta,
     parameter_rng,
@@ -436,7 +437,8 @@ def check_iterative_denoise(iterative_denoise, *, seed: int = 0) -> None:
         iterative_denoise, "iterative_denoise", tiny_unet(), scheduler(), x_many.clone(), i_many, inp["cond"].clone(),
         list(many), generator=generator(generator_seed), callback=log, return_intermediates=True), many, i_many, x_many)
     run, course = meta_runs(iterative_denoise, ref.iterative_denoise, lambda: (
-        (meta_unet(), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), list(timesteps)), {}))
+        (meta_unet(), scheduler(), on_meta(xt), meta_start(timesteps, i_start), on_meta(inp["cond"]), list(timesteps)),
+        {}))
     assert_follows_device(run, "iterative_denoise", "its inputs and the UNet", course=course)
     passed(f"iterative_denoise: 3 strided steps match the reference on a tiny UNet; the frames (every 5th of "
            f"{len(many) - 1 - i_many} steps) and the callback are right; it follows the UNet's device")
@@ -511,8 +513,8 @@ def check_iterative_denoise_cfg(iterative_denoise_cfg, *, seed: int = 0) -> None
         inp["cond"].clone(), inp["uncond"].clone(), list(many), scale=scale, generator=generator(generator_seed),
         callback=log, return_intermediates=True), many, i_many, x_many)
     run, course = meta_runs(iterative_denoise_cfg, ref.iterative_denoise_cfg, lambda: (
-        (meta_unet(), scheduler(), on_meta(xt), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
-         list(timesteps)), {"scale": scale}))
+        (meta_unet(), scheduler(), on_meta(xt), meta_start(timesteps, i_start), on_meta(inp["cond"]),
+         on_meta(inp["uncond"]), list(timesteps)), {"scale": scale}))
     assert_follows_device(run, "iterative_denoise_cfg", "its inputs and the UNet", course=course)
     passed(f"iterative_denoise_cfg: 3 guided steps match the reference on a tiny UNet; the frames (every 5th of "
            f"{len(many) - 1 - i_many} steps) and the callback are right; it follows the UNet's device")
@@ -545,8 +547,8 @@ def check_sdedit(sdedit, *, seed: int = 0) -> None:
                "Does sdedit continue with iterative_denoise_cfg from i_start, with the same prompts, scale and "
                "generator?", accepted=accepted)
     run, course = meta_runs(sdedit, ref_editing.sdedit, lambda: (
-        (meta_unet(), scheduler(), on_meta(inp["x0"]), i_start, on_meta(inp["cond"]), on_meta(inp["uncond"]),
-         list(timesteps)), {"scale": scale}))
+        (meta_unet(), scheduler(), on_meta(inp["x0"]), meta_start(timesteps, i_start), on_meta(inp["cond"]),
+         on_meta(inp["uncond"]), list(timesteps)), {"scale": scale}))
     assert_follows_device(run, "sdedit", "its inputs and the UNet", course=course)
     passed("sdedit: noising and 3 guided steps match the reference on a tiny UNet; it follows the UNet's device")
 
@@ -597,7 +599,7 @@ def check_inpaint(inpaint, *, seed: int = 0) -> None:
                         after="the whole step (the update, then the kept pixels)")
     run, course = meta_runs(inpaint, ref_editing.inpaint, lambda: (
         (meta_unet(), scheduler(), on_meta(inp["x0"]), on_meta(mask), on_meta(inp["cond"]),
-         on_meta(inp["uncond"]), list(timesteps)), {"scale": scale}))
+         on_meta(inp["uncond"]), list(timesteps[meta_start(timesteps, 0):])), {"scale": scale}))
     assert_follows_device(run, "inpaint", "its inputs and the UNet", course=course)
     passed("inpaint: the kept pixels stay and 3 RePaint steps match the reference on a tiny UNet; the callback is "
            "right; it follows the UNet's device")

@@ -25,6 +25,7 @@ from fwd_kit.checks.fixtures import (
     derived_seed,
     generator,
     meta_runs,
+    meta_start,
     meta_unet,
     on_meta,
     parameter_rng,
@@ -142,8 +143,8 @@ def check_visual_anagram(visual_anagram, *, seed: int = 0) -> None:
                          generator=generator(generator_seed), callback=log)
     check_with_callback("visual_anagram", again, with_transpose, log, timesteps, range(i_start, len(timesteps) - 1))
     run, course = meta_runs(visual_anagram, ref_illusions.visual_anagram, lambda: (
-        (meta_unet(), scheduler(), on_meta(xt), i_start, on_meta(p1), on_meta(p2), on_meta(uncond),
-         list(timesteps)), {"view": TRANSPOSE_VIEW, "scale": scale}))
+        (meta_unet(), scheduler(), on_meta(xt), meta_start(timesteps, i_start), on_meta(p1), on_meta(p2),
+         on_meta(uncond), list(timesteps)), {"view": TRANSPOSE_VIEW, "scale": scale}))
     assert_follows_device(run, "visual_anagram", "its inputs and the UNet", course=course)
     passed("visual_anagram: 3 steps match the reference with a transpose view and a horizontal-roll view; the "
            "callback is right; it follows the UNet's device")
@@ -313,8 +314,8 @@ def check_make_hybrids(make_hybrids, *, seed: int = 0) -> None:
     check_with_callback("make_hybrids", again, actual, log, timesteps, range(i_start, len(timesteps) - 1))
     check_hybrid_variance(make_hybrids, (xt, i_start, low, high, uncond, timesteps), filters, scale, generator_seed)
     run, course = meta_runs(make_hybrids, ref_illusions.make_hybrids, lambda: (
-        (meta_unet(), tiny_scheduler(), on_meta(xt), i_start, on_meta(low), on_meta(high), on_meta(uncond),
-         list(timesteps)), {"scale": scale, **filters}))
+        (meta_unet(), tiny_scheduler(), on_meta(xt), meta_start(timesteps, i_start), on_meta(low), on_meta(high),
+         on_meta(uncond), list(timesteps)), {"scale": scale, **filters}))
     assert_follows_device(run, "make_hybrids", "its inputs and the UNet", course=course)
     passed("make_hybrids: 3 steps match the reference on a tiny UNet, with a fixed and with the learned variance; "
            "the callback is right; it follows the UNet's device")
