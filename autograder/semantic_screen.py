@@ -176,27 +176,35 @@ def verify(log=print) -> dict:
     return failing
 
 
-def main() -> None:
-    """Re-derive the case tables and print them (``python -m autograder.semantic``; 16 min on one thread);
-    with ``--verify``, screen the tables as they stand instead (:func:`verify`).
+CANDIDATES = {  # kind: (digit groups, noise seeds tried per group)
+    "cfg": ([(d,) for d in range(10)], range(40)),
+    "anagram": ([(6, 9), (9, 6)], range(40)),
+    # the blurred hybrid reads as its low-pass digit most often for a stroke (1) or a ring (0); the pairs are
+    # those where the shipped model's low-pass digit reads right in the quality benchmark (1/8, 0/1, 7/3) and
+    # those the earlier tables used
+    "hybrid": ([(1, 8), (7, 3), (0, 1), (1, 4), (0, 6), (1, 0), (0, 7)], range(16)),
+}
 
-    Candidates: every digit for CFG; 6/9 both ways for the anagram. For the hybrids the blurred picture
-    reads as 0 or 1 far more often than as anything else (a blur leaves a ring or a stroke), and which of
-    the two depends more on the noise than on the prompts: the reference, on noise seeds 0–15, never
-    reached p ≥ 0.9 for low-pass 7 (7/3, 7/1), 8 (8/1), 3 (3/8) or 4 (4/1), and 1/8 not in 40 seeds; the
-    pairs below are those with cases where the reference reads right and swapped or unconditional
-    prompts read wrong.
+
+def main(argv: list[str] | None = None) -> None:
+    """Re-derive the case tables and print them (``python -m autograder.semantic [KIND…]``, KIND among cfg,
+    anagram, hybrid; all three take about 16 min on one thread); with ``--verify``, screen the tables as they
+    stand instead (:func:`verify`).
+
+    Each table holds the first two noise seeds per group of :data:`CANDIDATES` that :func:`screen_case`
+    accepts. The digit model decides which groups have any: with the first (3,000-step) model the reference
+    never reached p ≥ 0.9 on noise seeds 0–15 for low-pass 7 (7/3, 7/1), 8 (8/1), 3 (3/8) or 4 (4/1).
     """
     import sys
 
+    args = sys.argv[1:] if argv is None else argv
     torch.set_num_threads(1)
-    if "--verify" in sys.argv[1:]:
+    if "--verify" in args:
         with quiet():
             failing = verify()
         raise SystemExit(1 if any(failing.values()) else 0)
+    kinds = [a for a in args if a in TABLES] or list(TABLES)
     with quiet():
-        print("CFG_CASES =", screen("cfg", [(d,) for d in range(10)], per_group=2))
-        print("ANAGRAM_CASES =", screen("anagram", [(6, 9), (9, 6)], per_group=2))
-        print("HYBRID_CASES =", screen("hybrid", [(1, 4), (0, 6), (1, 0), (0, 7)], per_group=2,
-                                       noise_seeds=range(16)))
-
+        for kind in kinds:
+            groups, seeds = CANDIDATES[kind]
+            print(f"{TABLES[kind]} =", screen(kind, groups, per_group=2, noise_seeds=seeds), flush=True)
