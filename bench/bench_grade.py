@@ -1,6 +1,6 @@
 """Benchmark of the autograder in Gradescope's default container, and of a batch of 200 with ``course grade``.
 
-    ../shared/tools/heavy python bench/bench_grade.py                 # all of it (about 15 min on 2 cores)
+    ../shared/tools/heavy python bench/bench_grade.py                 # all of it (about 10 min on 2 cores)
     python bench/bench_grade.py --batch 0                             # the container figures only
 
 1. **One submission in Gradescope's default container.** The zip of ``course gradescope`` (default
