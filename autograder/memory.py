@@ -5,7 +5,11 @@ each page once. The grader reads that limit (cgroup v2 ``memory.max``, v1 ``memo
 current use and its count of processes killed for memory, so that:
 
 - the student's process is given only what the container has left (:func:`child_budget_mb`), so that its
-  own allocations fail (a ``MemoryError`` in its code) before the container runs out;
+  own allocations fail (a ``MemoryError`` in its code) before the container runs out. What is left is the
+  limit less the memory in use **less the page cache**: the pages of torch's libraries that the container
+  read count in its usage (in a fresh container, 220–320 MB of 768 for Part A with torch's CUDA build), but
+  the kernel drops them, or reads them again, when memory runs short. Counting them gave the student's
+  process 64 MB in a container with a cold cache, and a correct Part A solution lost 7–9 points;
 - when the kernel kills the student's process anyway, the message says it used too much memory
   (:func:`out_of_memory_message`), and the other tests carry on in a fresh process;
 - a limit below what grading itself needs is named to the staff, not blamed on the student (:func:`staff_note`).
@@ -74,6 +78,17 @@ def usage_mb() -> float:
     return 0.0
 
 
+def page_cache_mb() -> float:
+    """The innermost cgroup's page cache (file pages, in its usage too), in MB; 0 when unknown."""
+    for text in _read(("memory.stat",)):
+        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+        for key in ("file", "total_cache"):  # cgroup v2; v1 (this cgroup and those below it)
+            if fields.get(key, "").strip().isdigit():
+                return int(fields[key]) / 2**20
+        return 0.0
+    return 0.0
+
+
 def oom_kills() -> int:
     """How many processes the kernel has killed for memory in this process's cgroups."""
     total = 0
@@ -86,11 +101,13 @@ def oom_kills() -> int:
 
 
 def child_budget_mb(wanted_mb: int) -> int:
-    """Memory the student's process may add: ``wanted_mb``, or what the container has left if that is less."""
+    """Memory the student's process may add: ``wanted_mb``, or what the container has left if that is less
+    (its limit less what it uses beyond the page cache, less ``RESERVE_MB``)."""
     limit = limit_mb()
     if limit is None:
         return wanted_mb
-    return int(max(64, min(wanted_mb, limit - usage_mb() - RESERVE_MB)))
+    in_use = usage_mb() - page_cache_mb()
+    return int(max(64, min(wanted_mb, limit - in_use - RESERVE_MB)))
 
 
 def out_of_memory_message() -> str:
