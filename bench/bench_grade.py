@@ -14,6 +14,12 @@
    the mistakes), its wall time, and whether every results.json is valid JSON with every test of its part
    and none "not run". Wall time means something only with the heavy slot held (``../shared/tools/heavy``).
 
+``--against REV`` puts another commit beside the working tree, in the same run: its code (a ``git worktree``
+on ``PYTHONPATH``), its zip and its solutions, graded alternately with this tree's (``--repeat`` times each),
+so that the ratio holds even when the machine's speed drifts (it does, by 20% within a morning)::
+
+    ../shared/tools/heavy python bench/bench_grade.py --batch 0 --against 70f3c39 --repeat 2
+
 ``footprint`` is the workplace's tool (``../shared/tools/footprint``, or ``--footprint PATH``).
 """
 
@@ -64,16 +70,24 @@ def unpack(zip_path: Path, root: Path, notebook: Path) -> Path:
     return root
 
 
-def in_container(footprint: str, root: Path) -> dict:
-    """run_autograder under Gradescope's limits: footprint's figures and the results' score."""
+def in_container(footprint: str, root: Path, code: Path | None = None) -> dict:
+    """run_autograder under Gradescope's limits: footprint's figures and the results' score. ``code``: a
+    checkout whose packages the grader imports instead of this one's (``PYTHONPATH``)."""
     env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
     env.pop("FWD_HIDDEN_SECRET", None)  # on Gradescope the secret is a file of the zip
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     done = subprocess.run([footprint, "--json", "--limit-mb", str(LIMIT_MB), "--cpus", str(CPUS), "--",
                            str(root / "run_autograder")], env=env, cwd=root, capture_output=True, text=True)
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"footprint printed no figures (exit {done.returncode}): {done.stderr[-800:]}")
+    figures = json.loads(lines[-1])
     results = json.loads((root / "results" / "results.json").read_text())
     automatic = [t for t in results["tests"] if not t.get("extra_data", {}).get("manual")]
-    return dict(figures, score=results["score"], max=sum(t["max_score"] for t in automatic))
+    lost = [f"{t['number']} {t['name'].split(':')[0]}: {t['output'].splitlines()[0][:160] if t['output'] else ''}"
+            for t in automatic if t["score"] < t["max_score"]]
+    return dict(figures, score=results["score"], max=sum(t["max_score"] for t in automatic), lost=lost)
 
 
 def batch_of(folder: Path, size: int, notebooks: list[Path]) -> list[Path]:
@@ -107,30 +121,65 @@ def complete(out: Path, folders: list[Path]) -> tuple[int, list[str]]:
     return good, bad
 
 
+def build_zip(out: Path, code: Path | None) -> Path:
+    """``course gradescope``'s zip, of this checkout or (``code``) of another one."""
+    if code is None:
+        from course.gradescope import build_autograder_zip
+
+        return build_autograder_zip(out)
+    env = dict(os.environ, PYTHONPATH=str(code))
+    subprocess.run([sys.executable, "-c", f"from course.gradescope import build_autograder_zip; "
+                    f"build_autograder_zip({str(out)!r})"], env=env, check=True, capture_output=True)
+    return out
+
+
+def container_rows(tmp: Path, footprint: str, trees: dict, repeat: int) -> None:
+    """One submission in the container, per case, per tree (alternating), ``repeat`` times."""
+    zips = {label: build_zip(tmp / f"autograder-{i}.zip", code) for i, (label, code) in enumerate(trees.items())}
+    mistakes = mistakes_notebook(tmp / "nb")  # this tree's solution with the mistakes, graded by each tree
+    print(f"one submission in Gradescope's default container ({LIMIT_MB} MB, {CPUS} CPU); "
+          f"targets: CPU-s ≤ {TARGET_CPU_S['partA']:g} (A), ≤ {TARGET_CPU_S['partB']:g} (B)")
+    print(f"{'notebook':<16}{'code':<10}{'score':>12}{'peak MB':>9}{'CPU s':>7}{'wall s':>8}  oom")
+    for k in range(repeat):
+        for case in ("partA solution", "partB solution", "partB mistakes"):
+            for i, (label, code) in enumerate(trees.items()):
+                part = case.split()[0]
+                notebook = (mistakes if case.endswith("mistakes")
+                            else (code or REPO) / "solutions" / part / f"{part}.ipynb")
+                root = unpack(zips[label], tmp / f"root-{k}-{i}-{case.replace(' ', '-')}", notebook)
+                f = in_container(footprint, root, code)
+                print(f"{case:<16}{label:<10}{f['score']:>6g}/{f['max']:<5g}{f['peak_mb']:>9.0f}{f['cpu_s']:>7.1f}"
+                      f"{f['wall_s']:>8.1f}  {f['oom']}", flush=True)
+                if case.endswith("solution"):  # a solution's lost points, said (the first three)
+                    for line in f["lost"][:3]:
+                        print(f"    lost {line}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=200, help="submissions in the batch (0: none; default 200)")
     parser.add_argument("--footprint", default=str(REPO.parent / "shared" / "tools" / "footprint"))
+    parser.add_argument("--against", metavar="REV", help="grade a commit's code too, alternately (see above)")
+    parser.add_argument("--repeat", type=int, default=1, help="container runs per case (default 1)")
     args = parser.parse_args()
-    from course.gradescope import build_autograder_zip
 
     with tempfile.TemporaryDirectory(prefix="fwd-bench-") as tmp:
         tmp = Path(tmp)
-        zip_path = build_autograder_zip(tmp / "autograder.zip")
-        cases = {"partA solution": REPO / "solutions" / "partA" / "partA.ipynb",
-                 "partB solution": REPO / "solutions" / "partB" / "partB.ipynb",
-                 "partB mistakes": mistakes_notebook(tmp)}
-        print(f"one submission in Gradescope's default container ({LIMIT_MB} MB, {CPUS} CPU); "
-              f"targets: CPU-s ≤ {TARGET_CPU_S['partA']:g} (A), ≤ {TARGET_CPU_S['partB']:g} (B)")
-        print(f"{'notebook':<16}{'score':>12}{'peak MB':>9}{'CPU s':>7}{'wall s':>8}  oom")
-        for i, (label, notebook) in enumerate(cases.items()):
-            f = in_container(args.footprint, unpack(zip_path, tmp / f"root{i}", notebook))
-            print(f"{label:<16}{f['score']:>6g}/{f['max']:<5g}{f['peak_mb']:>9.0f}{f['cpu_s']:>7.1f}{f['wall_s']:>8.1f}"
-                  f"  {f['oom']}")
+        trees: dict[str, Path | None] = {"this tree": None}
+        if args.against:
+            other = tmp / "against"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(other), args.against],
+                           check=True)
+            trees = {args.against[:9]: other, "this tree": None}
+        try:
+            container_rows(tmp, args.footprint, trees, args.repeat)
+        finally:
+            if args.against:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "against")])
         if args.batch:
             notebooks = [REPO / "solutions" / p / f"{p}.ipynb" for p in ("partA", "partB")]
             notebooks += [REPO / "assignments" / p / f"{p}.ipynb" for p in ("partA", "partB")]
-            notebooks += [cases["partB mistakes"]]
+            notebooks += [mistakes_notebook(tmp / "batch-nb")]
             folders = batch_of(tmp / "batch", args.batch, notebooks)
             out = tmp / "graded"
             begin = time.perf_counter()
