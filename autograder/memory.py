@@ -80,12 +80,11 @@ def usage_mb() -> float:
 
 def page_cache_mb() -> float:
     """The innermost cgroup's page cache (file pages, in its usage too), in MB; 0 when unknown."""
-    for text in _read(("memory.stat",)):
-        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
-        for key in ("file", "total_cache"):  # cgroup v2; v1 (this cgroup and those below it)
-            if fields.get(key, "").strip().isdigit():
-                return int(fields[key]) / 2**20
-        return 0.0
+    stats = _read(("memory.stat",))  # innermost first
+    fields = dict(line.split(" ", 1) for line in (stats[0] if stats else "").splitlines() if " " in line)
+    for key in ("file", "total_cache"):  # cgroup v2; v1 (this cgroup and those below it)
+        if fields.get(key, "").strip().isdigit():
+            return int(fields[key]) / 2**20
     return 0.0
 
 

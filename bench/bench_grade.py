@@ -133,10 +133,10 @@ def build_zip(out: Path, code: Path | None) -> Path:
     return out
 
 
-def container_rows(tmp: Path, footprint: str, trees: dict, repeat: int) -> None:
-    """One submission in the container, per case, per tree (alternating), ``repeat`` times."""
+def container_rows(tmp: Path, footprint: str, trees: dict, repeat: int, mistakes: Path) -> None:
+    """One submission in the container, per case, per tree (alternating), ``repeat`` times; ``mistakes``: this
+    tree's solution with typical mistakes, graded by each tree."""
     zips = {label: build_zip(tmp / f"autograder-{i}.zip", code) for i, (label, code) in enumerate(trees.items())}
-    mistakes = mistakes_notebook(tmp / "nb")  # this tree's solution with the mistakes, graded by each tree
     print(f"one submission in Gradescope's default container ({LIMIT_MB} MB, {CPUS} CPU); "
           f"targets: CPU-s ≤ {TARGET_CPU_S['partA']:g} (A), ≤ {TARGET_CPU_S['partB']:g} (B)")
     print(f"{'notebook':<16}{'code':<10}{'score':>12}{'peak MB':>9}{'CPU s':>7}{'wall s':>8}  oom")
@@ -166,20 +166,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fwd-bench-") as tmp:
         tmp = Path(tmp)
         trees: dict[str, Path | None] = {"this tree": None}
+        mistakes = mistakes_notebook(tmp)
         if args.against:
             other = tmp / "against"
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(other), args.against],
                            check=True)
             trees = {args.against[:9]: other, "this tree": None}
         try:
-            container_rows(tmp, args.footprint, trees, args.repeat)
+            container_rows(tmp, args.footprint, trees, args.repeat, mistakes)
         finally:
             if args.against:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "against")])
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees[args.against[:9]])])
         if args.batch:
             notebooks = [REPO / "solutions" / p / f"{p}.ipynb" for p in ("partA", "partB")]
             notebooks += [REPO / "assignments" / p / f"{p}.ipynb" for p in ("partA", "partB")]
-            notebooks += [mistakes_notebook(tmp / "batch-nb")]
+            notebooks += [mistakes]
             folders = batch_of(tmp / "batch", args.batch, notebooks)
             out = tmp / "graded"
             begin = time.perf_counter()
