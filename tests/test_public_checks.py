@@ -898,6 +898,31 @@ def test_warnings_and_stderr_of_student_code_do_not_reach_stderr(capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_a_library_logger_with_its_own_handler_is_silent_inside_a_check_and_heard_after(capfd):
+    """A handler bound to the real stderr (diffusers' is) is not reached by redirecting sys.stderr, and a logger's
+    level may be reset inside the check (diffusers sets its own to WARNING when first used): still silent."""
+    import logging
+
+    logger = logging.getLogger("diffusers.quiet_test")
+    level = logging.getLogger("diffusers").level
+    handler = logging.StreamHandler(sys.__stderr__)
+    logger.addHandler(handler)
+    try:
+        def logging_forward(*args, **kwargs):
+            logging.getLogger("diffusers").setLevel(logging.WARNING)  # as diffusers' first use does
+            logger.warning("a library warning while the student's code runs")
+            return D.forward(*args, **kwargs)
+
+        public.check_forward(logging_forward)
+        assert "library warning" not in capfd.readouterr().err
+        logger.warning("after the check")
+        handler.flush()
+        assert "after the check" in capfd.readouterr().err
+    finally:
+        logger.removeHandler(handler)
+        logging.getLogger("diffusers").setLevel(level)
+
+
 def test_checks_leave_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)

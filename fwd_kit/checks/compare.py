@@ -42,7 +42,6 @@ import functools
 import io
 import logging
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 
@@ -425,47 +424,26 @@ def fmt(values, digits: int = 3) -> str:
     return f"{values:.{digits}g}"
 
 
-_LIBRARY_LOGGERS = ("diffusers", "transformers", "torch", "torchvision")
-
-
 @contextlib.contextmanager
 def quiet():
-    """Nothing reaches stderr inside: warnings ignored, library loggers at ERROR, ``sys.stderr`` swallowed.
+    """Nothing reaches stderr inside: warnings ignored, log records below ERROR dropped, ``sys.stderr`` swallowed.
 
     nbgrader gives a graded cell 0 points when anything is printed to stderr, so every check runs the
     student's code and the reference inside this. Everything is restored on exit; exceptions pass through.
     """
-    # only the loggers not at ERROR yet (a quiet() inside another changes none): each setLevel clears the
-    # cache of every logger of the process, hundreds once diffusers is imported
-    changed = [(lg, lg.level) for lg in map(logging.getLogger, _LIBRARY_LOGGERS) if lg.level != logging.ERROR]
+    # logging.disable, not each library logger set to ERROR: diffusers sets its logger to WARNING the first time
+    # it is used, which may be inside a check (a warning then reached its handler, bound to the real stderr),
+    # and restoring a saved level undid that configuration. Inside another quiet() this changes nothing.
+    previous = logging.root.manager.disable
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        for lg, _ in changed:
-            lg.setLevel(logging.ERROR)
-        verbosity = _set_hf_verbosity_error()
+        if previous < logging.WARNING:
+            logging.disable(logging.WARNING)
         try:
             yield
         finally:
-            for lg, level in changed:
-                lg.setLevel(level)
-            _restore_hf_verbosity(verbosity)
-
-
-def _set_hf_verbosity_error() -> dict:
-    """Set diffusers' and transformers' own verbosity to ERROR if they are imported; returns the old levels."""
-    old = {}
-    for name in ("diffusers", "transformers"):
-        if name in sys.modules:
-            hf_logging = sys.modules.get(f"{name}.utils.logging")
-            if hf_logging is not None and hf_logging.get_verbosity() != logging.ERROR:
-                old[name] = hf_logging.get_verbosity()
-                hf_logging.set_verbosity_error()
-    return old
-
-
-def _restore_hf_verbosity(old: dict) -> None:
-    for name, level in old.items():
-        sys.modules[f"{name}.utils.logging"].set_verbosity(level)
+            if previous < logging.WARNING:
+                logging.disable(previous)
 
 
 @contextlib.contextmanager
