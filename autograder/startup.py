@@ -8,9 +8,11 @@ and :func:`gc.freeze` then moves what they loaded to the permanent generation: l
 and a process forked afterwards (the zygote, a student's process) never writes to those pages (a scan would
 write to each object's header and copy the page).
 
-It also keeps two packages out of the grader that diffusers imports whenever they are installed and no check
-uses (:func:`without_unused_packages`): transformers and SciPy cost 1.4 of the 2.0 CPU-seconds that importing
-diffusers' UNet and scheduler takes, and 90 MB that no two processes share.
+It also keeps packages out of the grader that no check uses (:func:`without_unused_packages`): transformers
+and SciPy, which diffusers imports whenever they are installed (1.4 of the 2.0 CPU-seconds that importing
+diffusers' UNet and scheduler takes, and 90 MB that no two processes share), and Triton and NVIDIA's CUDA
+bindings, which torch and ``torch._dynamo`` import where the CUDA build of torch brought them (0.1 to 0.2
+CPU-seconds; the grader runs on the CPU, and the CPU build that ``setup.sh`` installs has neither).
 
 ``import autograder.preload`` does both for :mod:`autograder.grade` (the batch's forkserver preloads it;
 ``course.gradescope`` imports it first).
@@ -22,7 +24,8 @@ import contextlib
 import gc
 import sys
 
-UNUSED = ("transformers", "scipy")  # imported by diffusers when installed; the grader's checks need neither
+UNUSED = ("transformers", "scipy",  # imported by diffusers when installed; the grader's checks need neither
+          "triton", "cuda")  # of torch's CUDA build (cuda: cuda.bindings); torch imports both within try/except
 
 
 @contextlib.contextmanager

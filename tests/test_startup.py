@@ -47,6 +47,9 @@ SCRIPT = textwrap.dedent("""
     from diffusers import DDPMScheduler, UNet2DConditionModel  # noqa: F401
     from diffusers.utils import is_transformers_available
     out["diffusers_sees_transformers"] = is_transformers_available()
+    from torch.utils._triton import has_triton_package
+    out["torch_sees_triton"] = has_triton_package()
+    out["cuda_bindings_loaded"] = "cuda.bindings" in __import__("sys").modules
     from autograder.startup import with_unused_packages
     with_unused_packages()  # what a student's process does first
     import scipy  # noqa: F401
@@ -69,3 +72,17 @@ def test_imports_run_without_the_collector_and_what_they_loaded_is_frozen():
     assert out["torch_loaded"] and out["preload_froze"] > 100_000
     # transformers and SciPy are kept out of the grader (diffusers skips them), and given back to the student
     assert out["scipy_blocked"] and not out["diffusers_sees_transformers"] and out["scipy_back"]
+    # and the CUDA build's Triton and CUDA bindings, which torch imports when installed (as here: see below)
+    assert not out["torch_sees_triton"] and not out["cuda_bindings_loaded"]
+
+
+def test_this_torch_build_has_the_triton_and_cuda_bindings_that_the_grader_keeps_out():
+    import importlib.util
+
+    import torch
+
+    if torch.version.cuda is None:
+        import pytest
+
+        pytest.skip("the CPU build of torch brings neither Triton nor the CUDA bindings")
+    assert importlib.util.find_spec("triton") is not None and importlib.util.find_spec("cuda.bindings") is not None
