@@ -34,12 +34,12 @@ a failure raises ``AssertionError`` with a question, never a reference picture.
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import torch
 
 from fwd_kit.checks.compare import assert_true, passed, public_check, quiet, tensor_problem
+from fwd_kit.copying import fresh_copy
 from fwd_kit.digit_model import DIGIT_PROMPTS
 from reference import denoise as ref
 from reference import illusions as ref_illusions
@@ -89,7 +89,7 @@ def _digit_model():
 
 def digit_unet():
     """A fresh copy of the digit model's UNet (fp32, CPU, eval): a student's loop cannot spoil the next."""
-    return copy.deepcopy(_digit_model()[0])
+    return fresh_copy(_digit_model()[0])
 
 
 def digit_scheduler():

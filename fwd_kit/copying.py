@@ -1,0 +1,33 @@
+"""A fresh copy of a module, made in a few milliseconds: the checks hand every student call a UNet of its own.
+
+A check gives each call of the student's loop its own copy of the tiny UNet (and the semantic checks of the
+digit model), so that a loop which changes its UNet (casts it, registers a hook, switches it to training)
+cannot spoil the next call. Building a diffusers model from its config and loading the weights costs 10 to
+20 ms, ``copy.deepcopy`` about 11; :func:`fresh_copy` copies only what a module owns and 3 ms suffice.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch.nn as nn
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that shares no tensor and no mutable state of ``nn.Module`` with it.
+
+    Each submodule is copied shallowly (its attributes: the configuration, diffusers' attention processors,
+    numbers), with parameters and buffers cloned (``requires_grad`` kept), and new dictionaries of
+    submodules, parameters, buffers and hooks. Same weights, same mode, same outputs as ``copy.deepcopy``.
+    """
+    new = copy.copy(module)
+    state = new.__dict__
+    state["_parameters"] = {name: None if p is None else nn.Parameter(p.detach().clone(), p.requires_grad)
+                            for name, p in module._parameters.items()}
+    state["_buffers"] = {name: None if b is None else b.clone() for name, b in module._buffers.items()}
+    state["_modules"] = {name: None if m is None else fresh_copy(m) for name, m in module._modules.items()}
+    state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
+    for name, value in module.__dict__.items():  # _forward_hooks, _state_dict_pre_hooks, … (dicts of hooks)
+        if "hooks" in name and isinstance(value, dict):
+            state[name] = type(value)(value)
+    return new
