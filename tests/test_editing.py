@@ -141,3 +141,30 @@ def test_bad_sdedit_input_raises(stage1, scheduler, embeds, image):
         E.sdedit(stage1.unet, scheduler, image * 127.5 + 127.5, 1, cond, uncond, SHORT)
     with pytest.raises(ValueError, match="i_start"):
         E.sdedit(stage1.unet, scheduler, image, 4, cond, uncond, SHORT)
+
+
+def test_the_inpainting_study_with_one_pass_per_step_is_the_course_loop():
+    """bench/inpaint_ceiling.py's RePaint with resampling, at one pass per step, is ``inpaint`` draw for draw;
+    with two passes it takes other draws, and the known pixels still follow the forward process."""
+    import importlib.util as iu
+    from pathlib import Path
+
+    from fwd_kit.checks.fixtures import tiny_scheduler, tiny_unet
+
+    spec = iu.spec_from_file_location("inpaint_ceiling", Path(__file__).parents[1] / "bench" / "inpaint_ceiling.py")
+    study = iu.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    g = torch.Generator().manual_seed(3)
+    x_orig = torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1
+    uncond = torch.randn(1, 77, 32, generator=g)
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[:, :, SIZE // 2:] = 1
+    unet, scheduler = tiny_unet(), tiny_scheduler()
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with torch.no_grad():
+        course = E.inpaint(unet, scheduler, x_orig, mask, uncond, uncond, SHORT, generator=seeded())
+        once = study.inpaint_resampled(unet, scheduler, x_orig, mask, uncond, SHORT, 1, seeded())
+        twice = study.inpaint_resampled(unet, scheduler, x_orig, mask, uncond, SHORT, 2, seeded())
+    assert torch.equal(once, course)
+    assert not torch.allclose(twice[..., SIZE // 2:, :], course[..., SIZE // 2:, :])
+    assert torch.allclose(twice[..., :SIZE // 2, :], x_orig[..., :SIZE // 2, :], atol=0.05)
