@@ -75,3 +75,14 @@ def test_no_container_of_any_submodule_is_shared():
             if isinstance(value, (dict, set, list)) and not isinstance(value, FrozenDict):
                 shared += [f"{name}.{attribute}"] if vars(ours)[attribute] is value else []
     assert shared == []
+
+
+def test_tied_weights_stay_tied_as_with_deepcopy():
+    shared = nn.Linear(4, 4)
+    module = nn.Sequential(shared, nn.ReLU(), shared)
+    module.extra = nn.Linear(4, 4)
+    module.extra.weight = shared.weight
+    ours, theirs = fresh_copy(module), copy.deepcopy(module)
+    assert ours[0] is ours[2] and ours.extra.weight is ours[0].weight
+    assert len(list(ours.parameters())) == len(list(theirs.parameters()))
+    assert ours[0].weight is not shared.weight
