@@ -149,7 +149,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
             if stub:
                 stubs.add(id(outcome))
             if progress is not None:
-                progress(provisional_report(path, part, outcomes, order, seconds))
+                progress(provisional_report(path, part, outcomes, order, seconds, tuple(notes)))
 
     try:
         run(shown_tests, shown)

@@ -111,6 +111,9 @@ def child_budget_mb(wanted_mb: int) -> int:
 
 def out_of_memory_message() -> str:
     limit = limit_mb()
+    if limit is not None and limit < FLOOR_MB:  # the container's setting, not the student's code
+        return (f"the grading container ran out of memory: it has {limit:.0f} MB, less than the {FLOOR_MB} MB the "
+                "autograder needs (a setting of the course, not a fault of your code; tell the course staff)")
     within = f" (this container has {limit:.0f} MB for everything)" if limit else ""
     return (f"your code used more memory than the grader allows{within}: does it keep very large tensors, or "
             "make a new one at every step of a loop?")

@@ -2,8 +2,9 @@
 grader's modules, loaded with the garbage collector off and then frozen, without the packages no check uses
 (:mod:`autograder.startup`)."""
 
-from autograder.startup import imports_unscanned, without_unused_packages
+from autograder.startup import dynamo_on_demand, imports_unscanned, without_unused_packages
 
 without_unused_packages()
 with imports_unscanned():
+    dynamo_on_demand()
     import autograder.grade  # noqa: F401

@@ -123,10 +123,13 @@ def pictures(evidence: list) -> list[tuple[str, bytes]]:
     return []
 
 
-def provisional_report(path, part: str, done: list[Outcome], tests: list[Test], seconds: dict) -> Report:
-    """What is known mid-grading: the tests done, the rest "not run", and why the run may have ended early."""
+def provisional_report(path, part: str, done: list[Outcome], tests: list[Test], seconds: dict,
+                       notes: tuple[str, ...] = ()) -> Report:
+    """What is known mid-grading: the tests done, the rest "not run", and why the run may have ended early;
+    ``notes``: what grading has noted so far (a container limit below the grader's floor, for the staff)."""
     cut = (f"Grading was cut short after {len(done)} of {len(tests)} tests (the grader was stopped, or ran out "
            "of time or memory): the tests below that say \"not run\" were never started. Tell the course staff.")
+    cut = " ".join((*notes, cut))
     rest = [Outcome(t, 0.0, "failed", "Not run: grading was cut short before this test.") for t in tests[len(done):]]
     return Report(str(path), part, list(done) + rest, cut, dict(seconds))
 

@@ -222,11 +222,12 @@ def _prepare_zygote(sock: socket.socket) -> str:
 
 def zygote_main(fd: int, diffusers: bool) -> None:
     """Entry of a fresh-interpreter zygote (``python -m autograder.zygote FD DIFFUSERS``)."""
-    from autograder.startup import imports_unscanned, without_unused_packages
+    from autograder.startup import dynamo_on_demand, imports_unscanned, without_unused_packages
 
     sock = socket.socket(fileno=fd)
     without_unused_packages()
     with imports_unscanned(collect=True):  # the children's garbage collector leaves the shared pages alone
+        dynamo_on_demand()
         preload(diffusers)
     root = _prepare_zygote(sock)
     sock.send(b'{"ready": true}')

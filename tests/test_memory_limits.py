@@ -114,3 +114,4 @@ def test_a_limit_below_the_graders_floor_is_named_to_the_staff(default_zip, tmp_
     text = results.get("output", "") + " ".join(t["output"] for t in results.get("tests", []))
     assert f"needs {FLOOR_MB} MB" in text and "raise it in the autograder settings" in text, text[:1500]
     assert "Does your code run for very long" not in text
+    assert "your code used more memory" not in text  # a process that cannot start is the limit's doing

@@ -40,14 +40,17 @@ from dataclasses import dataclass
 
 import torch
 import torch._dynamo  # noqa: F401 - see below
+import torch.fx.experimental.symbolic_shapes  # noqa: F401 - see below
 import torch.nn as nn
 
 from fwd_kit.copying import fresh_copy
 
-# torch._dynamo: PyTorch imports it on the first operation on a meta tensor (the device check) and importing it
-# sets function defaults, which the student's process refuses once it is hardened; that process imports this
-# module before it is hardened (the zygote too, before it forks one), so the import happens here. Part A's
-# processes import it anyway, with diffusers.
+# torch._dynamo and symbolic_shapes: PyTorch imports them on the first operation on a meta tensor (the device
+# check), and importing either sets function defaults, which the student's process refuses once it is
+# hardened; that process imports this module before it is hardened (the zygote too, before it forks one), so
+# the imports happen here. In the grader the first finds the stand-in of autograder.startup.dynamo_on_demand,
+# which is all that operation needs of it (Part A's processes load the real one anyway, with diffusers); the
+# meta kernels of elementwise operations import the second themselves (with SymPy), stand-in or not.
 
 TRUSTED_FUNCTION_PREFIXES = ("fwd_kit.", "torch.")  # functions that may be named in a request
 MODULE_CLASSES = {  # module classes a request may ask the student process to build
