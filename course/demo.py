@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+FAST_SDEDIT_I_STARTS = (5, 20)  # --fast: a strong edit and a light one (41 loop steps a figure; the six levels: 152)
+
+
 @dataclass
 class DemoConfig:
     out: Path = Path("out/demo")  # folder the PNG figures are written to
@@ -334,7 +337,7 @@ def _sdedit_figure(s: Stage1, name: str, image, prompt: str) -> Figure:
     from reference import denoise, editing
 
     g = s.generator()
-    i_starts = (1, 5, 10, 20) if s.fast else editing.SDEDIT_I_STARTS
+    i_starts = FAST_SDEDIT_I_STARTS if s.fast else editing.SDEDIT_I_STARTS
     results = [editing.sdedit(s.unet, s.scheduler, image.to(s.unet.device, s.unet.dtype), i, s.e(prompt), s.e(""),
                               denoise.strided_timesteps(), scale=SCALE, generator=g) for i in i_starts]
     return Figure(name, [*results, image], [f"i_start={i}" for i in i_starts] + ["original"],
