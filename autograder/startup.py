@@ -1,7 +1,6 @@
 """The grader's start-up: its imports run without the cyclic garbage collector, and what they loaded is frozen.
 
-Importing torch, ``torch._dynamo`` (PyTorch imports it on the first operation on a meta tensor) and, for Part A,
-diffusers creates about a million objects that live as long as the process. With the collector on, each of its
+Importing torch and, for Part A, diffusers creates about a million objects that live as long as the process. With the collector on, each of its
 full collections during the imports scans all of them again (six such collections, 0.4 CPU-seconds of the
 2.3 that importing the Part B grader costs); none of it is garbage. So the imports run with the collector off,
 and :func:`gc.freeze` then moves what they loaded to the permanent generation: later collections never scan it,
@@ -14,11 +13,12 @@ diffusers' UNet and scheduler takes, and 90 MB that no two processes share), and
 bindings, which torch and ``torch._dynamo`` import where the CUDA build of torch brought them (0.1 to 0.2
 CPU-seconds; the grader runs on the CPU, and the CPU build that ``setup.sh`` installs has neither).
 
-Nor does a Part B grader load ``torch._dynamo`` (:func:`dynamo_on_demand`): TorchDynamo is torch.compile's
-tracer, and nothing in grading compiles, yet torch imports it (0.8 CPU-seconds with SymPy, a fifth of what
-grading a Part B notebook costs) only to wrap the functions that run an operation on a meta tensor in
-``torch._dynamo.disable``, which outside compilation just calls the function. A stand-in answers that call;
-the first use of anything else loads the real module in its place (diffusers and torchvision, for Part A).
+Nor does a grader load ``torch._dynamo`` (:func:`dynamo_on_demand`): TorchDynamo is torch.compile's tracer,
+and nothing in grading compiles, yet torch imports it (0.9 CPU-seconds and 40 MB, a fifth of what grading a
+Part B notebook costs) only to wrap the functions that run an operation on a meta tensor or an optimiser's
+step in ``disable`` and ``graph_break``, which outside compilation do nothing; diffusers asks it for
+``allow_in_graph`` and torchvision imports ``utils.is_compile_supported``. Stand-ins answer those; the first
+use of anything else loads the real module in their place.
 
 ``import autograder.preload`` does all three for :mod:`autograder.grade` (the batch's forkserver preloads it;
 ``course.gradescope`` imports it first).
@@ -118,7 +118,8 @@ class _LoadedModule(importlib.abc.Loader):
         return self.module
 
     def exec_module(self, module):
-        module.__spec__ = self.spec  # the import machinery set ours
+        if self.spec is not None:  # a loaded module keeps its own (the import machinery set ours)
+            module.__spec__ = self.spec
 
 
 class _DynamoSubmodules(importlib.abc.MetaPathFinder):
