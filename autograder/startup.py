@@ -1,11 +1,11 @@
 """The grader's start-up: its imports run without the cyclic garbage collector, and what they loaded is frozen.
 
-Importing torch and, for Part A, diffusers creates about a million objects that live as long as the process. With the collector on, each of its
-full collections during the imports scans all of them again (six such collections, 0.4 CPU-seconds of the
-2.3 that importing the Part B grader costs); none of it is garbage. So the imports run with the collector off,
-and :func:`gc.freeze` then moves what they loaded to the permanent generation: later collections never scan it,
-and a process forked afterwards (the zygote, a student's process) never writes to those pages (a scan would
-write to each object's header and copy the page).
+Importing torch and, for Part A, diffusers creates about a million objects that live as long as the process.
+With the collector on, each of its full collections during the imports scans all of them again (six such
+collections, 0.4 CPU-seconds of the 2.3 that importing the Part B grader costs); none of it is garbage. So
+the imports run with the collector off, and :func:`gc.freeze` then moves what they loaded to the permanent
+generation: later collections never scan it, and a process forked afterwards (the zygote, a student's
+process) never writes to those pages (a scan would write to each object's header and copy the page).
 
 It also keeps packages out of the grader that no check uses (:func:`without_unused_packages`): transformers
 and SciPy, which diffusers imports whenever they are installed (1.4 of the 2.0 CPU-seconds that importing

@@ -48,9 +48,9 @@ from fwd_kit.copying import fresh_copy
 # torch._dynamo and symbolic_shapes: PyTorch imports them on the first operation on a meta tensor (the device
 # check), and importing either sets function defaults, which the student's process refuses once it is
 # hardened; that process imports this module before it is hardened (the zygote too, before it forks one), so
-# the imports happen here. In the grader the first finds the stand-in of autograder.startup.dynamo_on_demand,
-# which is all that operation needs of it (Part A's processes load the real one anyway, with diffusers); the
-# meta kernels of elementwise operations import the second themselves (with SymPy), stand-in or not.
+# the imports happen here. In the grader (and so the zygote) the first finds the stand-in of
+# autograder.startup.dynamo_on_demand, which is all these operations need of it, in Part A as in Part B; the
+# meta kernels' checks (torch._check) import the second themselves (with SymPy), stand-in or not.
 
 TRUSTED_FUNCTION_PREFIXES = ("fwd_kit.", "torch.")  # functions that may be named in a request
 MODULE_CLASSES = {  # module classes a request may ask the student process to build
