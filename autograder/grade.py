@@ -129,6 +129,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     shown = Sandbox(extracted.cells, assignment.preamble, limits, shown=True, diffusers=diffusers)
     sealed = Sandbox(extracted.cells, assignment.preamble, limits, shown=False, diffusers=diffusers)
     stubs: set[int] = set()
+    device_verdicts: dict = {}  # the device check's verdict per function: its hidden test reuses the public one's
     printed = ""
 
     def run(batch: list[Test], sandbox: Sandbox) -> None:
@@ -144,7 +145,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
                 continue
             with expectations.forced("cached", stored=stored) if stored else contextlib.nullcontext():
                 outcome, stub = run_test(test, sandbox, extracted.found, extracted.problems, extracted.missing,
-                                         assignment.classes)
+                                         assignment.classes, device_verdicts)
             outcomes.append(outcome)
             if stub:
                 stubs.add(id(outcome))

@@ -12,7 +12,7 @@ import io
 import time
 
 from autograder.catalogue import Test, check_for
-from fwd_kit.checks.compare import collecting_evidence
+from fwd_kit.checks.compare import collecting_evidence, sharing_device_verdicts
 from autograder.remote import RemoteClass, RemoteFunction, SandboxFailure, StudentError, StudentNotImplemented
 from autograder.reports import Outcome, pictures
 from autograder.sandbox import Sandbox
@@ -36,7 +36,7 @@ def exception_name(kind: str) -> str:
 
 
 def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
-             classes: set) -> tuple[Outcome, bool]:
+             classes: set, device_verdicts: dict | None = None) -> tuple[Outcome, bool]:
     """Run one test: (its outcome, whether it failed on a NotImplementedError raised in the target's own cell —
     a stub, which :mod:`autograder.charges` never judges again). Every way it can fail is a message on this
     test only; a hidden test's message is only the check's question, or the type of the exception the
@@ -64,10 +64,11 @@ def run_test(test: Test, sandbox: Sandbox, found, problems: dict, missing: list,
         lines = sandbox.load_tracebacks.get(label, [])
         return failed(f"Running the cell that defines {target} failed: {sandbox.load_errors[label]}"
                       + ("\n" + "\n".join(lines) if lines else "")), False
-    return _attempt(test, sandbox, label, classes, start)
+    return _attempt(test, sandbox, label, classes, start, device_verdicts)
 
 
-def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: float) -> tuple[Outcome, bool]:
+def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: float,
+             device_verdicts: dict | None) -> tuple[Outcome, bool]:
     """One run of the test's check on the student's ``test.target`` in ``sandbox``: (outcome, whether it failed
     on a NotImplementedError raised in the target's own cell)."""
     target, hidden = test.target, test.kind == "hidden"
@@ -80,7 +81,8 @@ def _attempt(test: Test, sandbox: Sandbox, label: str, classes: set, start: floa
     printed = io.StringIO()
     evidence: list = []
     try:
-        with contextlib.redirect_stdout(printed), collecting_evidence() as evidence:
+        with contextlib.redirect_stdout(printed), collecting_evidence() as evidence, \
+                sharing_device_verdicts({} if device_verdicts is None else device_verdicts):
             check(proxy, seed=test.seed) if test.seed else check(proxy)
     except StudentNotImplemented as err:
         own = bool(err.lines) and err.lines[-1].startswith(f"cell {label},")

@@ -11,7 +11,7 @@ from autograder.notebook import Cell
 from autograder.remote import RemoteFunction
 from autograder.sandbox import Sandbox
 from fwd_kit.checks import check_forward, check_time_fm_sample
-from fwd_kit.checks.compare import assert_follows_device
+from fwd_kit.checks.compare import assert_follows_device, sharing_device_verdicts
 from fwd_kit.checks.fixtures import on_meta, tiny_unet
 from fwd_kit.checks.public_b_generative import sampler_unet
 from fwd_kit.grading.wire import Decoder, Encoder, MetaTensor, build_module
@@ -53,6 +53,35 @@ def test_the_check_sorts_what_happens_on_meta_tensors():
     # the course's function, run the same way, fails too: the fault is in a helper it was given, not in f
     assert_follows_device(lambda: x + torch.ones(2, 3), "f", "x", course=lambda: x + torch.ones(2, 3))
     assert FIX in fails(lambda: x + torch.ones(2, 3), course=lambda: x * 2)
+
+
+def test_a_verdict_is_shared_between_the_checks_of_a_function():
+    """Inside ``sharing_device_verdicts`` (the grader: a function's public and hidden tests), the device check runs
+    each function once; its verdict, pass or fail, is given again to that function's later checks, unrun."""
+    x = on_meta(torch.ones(2, 3))
+    runs = []
+
+    def follows():
+        runs.append("follows")
+        return x * 2
+
+    def mixes():
+        runs.append("mixes")
+        return x + torch.ones(2, 3)
+
+    verdicts = {}
+    with sharing_device_verdicts(verdicts):
+        assert_follows_device(follows, "f", "x")
+        assert_follows_device(mixes, "f", "x")  # f's verdict stands
+        with pytest.raises(AssertionError, match=FIX) as first:
+            assert_follows_device(mixes, "g", "x")
+        with pytest.raises(AssertionError, match=FIX) as again:
+            assert_follows_device(follows, "g", "x")  # g's verdict stands
+    assert runs == ["follows", "mixes"]
+    assert verdicts == {"f": None, "g": str(first.value)} and str(again.value) == str(first.value)
+    with pytest.raises(AssertionError, match=FIX):  # outside it, every check runs
+        assert_follows_device(mixes, "f", "x")
+    assert runs[-1] == "mixes"
 
 
 def forward_noise_on_the_cpu(x0, t, alphas_cumprod, noise=None, generator=None):

@@ -183,6 +183,24 @@ def _keep_evidence(name: str, actual, expected) -> None:
         box.append((name, actual, expected))
 
 
+_DEVICE_VERDICTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fwd_device_verdicts", default=None)
+
+
+@contextlib.contextmanager
+def sharing_device_verdicts(verdicts: dict):
+    """Inside, :func:`assert_follows_device` judges each function once: its first verdict on a function name
+    (None: it follows the device; else the failure's message) is kept in ``verdicts`` and given again, without
+    a run, to every later check of that name. The grader shares one dict between a function's public and hidden
+    tests: what the check asks, where the function makes its tensors, does not depend on the inputs' values
+    (the meta device has none), and a loop's UNet calls cost as much there as on the CPU. A device fault still
+    fails both tests, as a wrong value does. The checks behave the same without it."""
+    token = _DEVICE_VERDICTS.set(verdicts)
+    try:
+        yield verdicts
+    finally:
+        _DEVICE_VERDICTS.reset(token)
+
+
 def assert_close(actual, expected: torch.Tensor, question: str, name: str = "the result",
                  rtol: float | None = None, atol: float | None = None, loose: bool = False,
                  check_dtype: bool = True, context: str = "") -> None:
@@ -376,7 +394,20 @@ def assert_follows_device(run, name: str, what: str = "its inputs", kept: str = 
     course's helpers it always does; when the grader binds the student's helpers into the course's functions
     (to find out whose mistake a failure is) and the course's function fails too, the fault lies in a helper,
     whose own check says so, and this check passes. The student's own message is never shown, only the
-    exception's type."""
+    exception's type. Inside :func:`sharing_device_verdicts`, a function already judged is not run again."""
+    verdicts = _DEVICE_VERDICTS.get()
+    if verdicts is not None and name in verdicts:
+        verdict = verdicts[name]
+    else:
+        verdict = _device_verdict(run, name, what, kept, course)
+        if verdicts is not None:
+            verdicts[name] = verdict
+    if verdict is not None:
+        raise AssertionError(verdict)
+
+
+def _device_verdict(run, name: str, what: str, kept: str, course) -> str | None:
+    """:func:`assert_follows_device`'s judgement: None if ``run`` follows the device, else the failure's message."""
     question = (f"Does {name} follow the device of {what}, with no hard-coded device='cpu', .cpu() or "
                 "torch.randn(...) without device= inside?")
     setting = f"With {what} on another device (PyTorch's meta device{f'; {kept} left on the CPU' if kept else ''})"
@@ -386,12 +417,13 @@ def assert_follows_device(run, name: str, what: str = "its inputs", kept: str = 
         result = run()
     except Exception as err:  # noqa: BLE001 - sorted below; a stub never gets here (its check failed before)
         if _device_fault(err) and (course is None or _runs_cleanly(course)):
-            raise AssertionError(f"{question} {setting}, it raised {error_kind(err)}: it mixed tensors of two "
-                                 f"devices or copied one to the CPU. {fix}") from None
-        return
+            return (f"{question} {setting}, it raised {error_kind(err)}: it mixed tensors of two devices or copied "
+                    f"one to the CPU. {fix}")
+        return None
     devices = _tensor_devices(result)
-    assert_true(devices <= {"meta"}, question, f"{setting}, it returned a tensor on "
-                f"{', '.join(sorted(devices - {'meta'}))}. {fix}")
+    if devices <= {"meta"}:
+        return None
+    return f"{question} {setting}, it returned a tensor on {', '.join(sorted(devices - {'meta'}))}. {fix}"
 
 
 def fit_coefficients(y: torch.Tensor, *bases: torch.Tensor) -> list[float]:
