@@ -125,7 +125,8 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
         return Report(str(path), part, [Outcome(t, 0.0, "failed", message) for t in every], message, seconds)
     extracted = extract(nb, assignment.graded, assignment.allowed_imports, assignment.provided)
     outcomes: list[Outcome] = []
-    notes = [memory.staff_note()] if memory.staff_note() else []
+    staff = memory.staff_note()  # a container limit below the grader's floor, said to the staff
+    notes = [staff] if staff else []
     stored = stored_results(kinds, part)
     shown_tests = [t for t in tests if t.kind != "hidden"]  # in a process whose output may be shown
     sealed_tests = [t for t in tests if t.kind == "hidden"]  # after them, in one whose output is never read
