@@ -103,12 +103,13 @@ def meta_unet():
     """The device check's UNet, on PyTorch's meta device: IF stage 1's interface (3 → 6 channels, T5 embeddings
     (B, 77, 32) through ``text_proj``, a timestep, the same block types) at one level, with no more in it.
 
-    On the meta device every operation is a Python call (a forward of :func:`tiny_unet` there costs as much as
-    a forward of the digit model on the CPU), and the check only asks where the student's tensors live, so it
-    runs on the smallest model with the interface: one resnet per block (``layers_per_block=0``: the down
-    block's downsampler, the up block's one layer), SiLU (GELU costs twice as much there), and no text
-    addition embedding (the embeddings already meet the UNet's device in ``text_proj``); a forward costs
-    6.6 ms instead of 22 with the fuller one. Built there directly: no weights are made.
+    On the meta device every operation is a Python call, and the check only asks where the student's tensors
+    live, so it runs on the smallest model with the interface: one resnet per block (``layers_per_block=0``:
+    the down block's downsampler, the up block's one layer), SiLU (GELU's decomposition costs more there), and
+    no text addition embedding (the embeddings already meet the UNet's device in ``text_proj``). A forward of
+    a batch of 2 costs 6.6 ms there; with a layer per block, GELU and the addition embedding 22 ms (as much as
+    the digit model's on the CPU), and :func:`tiny_unet`'s three times that. Built there directly: no weights
+    are made.
     """
     from diffusers import UNet2DConditionModel
 
