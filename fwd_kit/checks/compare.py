@@ -193,7 +193,8 @@ def sharing_device_verdicts(verdicts: dict):
     a run, to every later check of that name. The grader shares one dict between a function's public and hidden
     tests: what the check asks, where the function makes its tensors, does not depend on the inputs' values
     (the meta device has none), and a loop's UNet calls cost as much there as on the CPU. A device fault still
-    fails both tests, as a wrong value does. The checks behave the same without it."""
+    fails both tests, as a wrong value does; a device fault only in a branch that the hidden parameters alone
+    take (another i_start, say) is no longer probed. The checks behave the same without it."""
     token = _DEVICE_VERDICTS.set(verdicts)
     try:
         yield verdicts
