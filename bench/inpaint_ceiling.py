@@ -57,9 +57,9 @@ def _half(region: str, side: int) -> tuple:
             "left": (..., slice(None), slice(None, h)), "right": (..., slice(None), slice(h, None))}[region]
 
 
-def top_half(x: torch.Tensor, region: str = "bottom") -> torch.Tensor:
-    """Digits (N, 1, 28, 28) uint8 → float in [0, 1] with the regenerated half set to 0 (rows 14–27 for
-    "bottom": the top half is what is kept)."""
+def kept_half(x: torch.Tensor, region: str = "bottom") -> torch.Tensor:
+    """Digits (N, 1, 28, 28) uint8 → float in [0, 1] with only the kept half left: ``region``, the half that is
+    regenerated, set to 0 (rows 14–27 for "bottom", so the top half is kept)."""
     x = x.float() / 255.0
     x[_half(region, 28)] = 0
     return x
@@ -79,7 +79,7 @@ def ceiling(per_class: int, epochs: int = 15, seed: int = 0, region: str = "bott
 
     torch.manual_seed(seed)
     train_x, train_y = to_device_tensors(load_offline_mnist(train=True))
-    train_x, train_y = top_half(train_x, region), train_y.long()
+    train_x, train_y = kept_half(train_x, region), train_y.long()
     net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                         nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
@@ -112,7 +112,7 @@ def ceiling(per_class: int, epochs: int = 15, seed: int = 0, region: str = "bott
         temperature = temperatures[losses.argmin()].item()
         result = {}
         for label, (digits, labels) in (("these digits", (x, y)), ("all 1,000 held out", (all_x, all_y))):
-            p = torch.softmax(net(top_half(digits, region)) / temperature, dim=1)
+            p = torch.softmax(net(kept_half(digits, region)) / temperature, dim=1)
             labels = labels.long()
             result[label] = ((p.argmax(1) == labels).float().mean().item(),
                              p[torch.arange(len(labels)), labels].mean().item())
