@@ -198,3 +198,32 @@ def test_the_training_log_figure_is_drawn_from_the_log(tmp_path):
 
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (480, 400)
+
+
+def test_the_judge_keeps_the_best_weights_by_accuracy_then_empty_prompt_inpainting(tmp_path, monkeypatch):
+    """Once every digit reads right (the minimum saturates at 1.00), a checkpoint is kept only where the
+    empty-prompt inpainting beats every earlier row; a lower minimum is never kept for its inpainting."""
+    import course.digit_quality as dq
+
+    judged = iter([(1.0, 0.60), (1.0, 0.58), (0.95, 0.80), (1.0, 0.70), (1.0, 0.70)])  # (min acc, inpainting)
+    current = {}
+
+    def fake_samples(*args, **kwargs):
+        current["min"], current["inpaint"] = next(judged)
+        return {"acc": torch.full((10,), current["min"]), "blob": 0.0, "images": []}
+
+    monkeypatch.setattr(dq, "sample_accuracy", fake_samples)
+    monkeypatch.setattr(dq, "inpaint_accuracy", lambda *args, **kwargs: current["inpaint"])
+    kept = []
+    judge = dq.TrainingJudge.__new__(dq.TrainingJudge)
+    judge.out, judge.embeds, judge.n, judge.seed, judge.log = tmp_path, {}, 1, 0, lambda _: None
+    judge.path, judge.rows, judge.classifier = tmp_path / "training_log.csv", [], None
+    judge.save_best = lambda unet, step: kept.append(step)
+    for step in (0, 1000, 2000, 3000, 4000):
+        judge(step, None, None if step == 0 else 0.02)
+    assert kept == [3000]
+    rows = dq.TrainingJudge.read_log(judge.path)
+    assert [r["inpaint_empty"] for r in rows] == [0.6, 0.58, 0.8, 0.7, 0.7]
+    # a log written before the column existed still reads, and ranks below any row that has it
+    old = {"min_acc": 1.0, "inpaint_empty": None}
+    assert dq.TrainingJudge.rank(old) < dq.TrainingJudge.rank({"min_acc": 1.0, "inpaint_empty": 0.0})
