@@ -105,8 +105,9 @@ def register(subparsers) -> None:
                         help="prompt dropout: share of digits trained with the empty prompt (default: DigitModelConfig.p_uncond)")
     parser.add_argument("--init-from", default=None, help="start from this saved digit model's weights (warm start)")
     parser.add_argument("--judge-every", type=int, default=1000,
-                        help="judge the EMA weights every N steps with the MNIST classifier, log them to "
-                        "OUT/training_log.csv and keep the best in OUT/best/ (0: never; default: 1000)")
+                        help="judge the EMA weights every N steps with the MNIST classifier (CFG samples per "
+                        "digit, and the empty-prompt inpainting of 100 held-out digits: a few CPU-minutes), log "
+                        "them to OUT/training_log.csv and keep the best in OUT/best/ (0: never; default: 1000)")
     parser.add_argument("--judge-n", type=int, default=20, help="CFG samples per digit when judging (default: 20)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in OUT")
