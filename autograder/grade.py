@@ -28,6 +28,7 @@ Write ``results.json`` (Gradescope's format) and ``feedback.html`` per submissio
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 import traceback
@@ -135,7 +136,7 @@ def grade_submission(path: str | Path, part: str | None = None, limits: Limits |
     shown = Sandbox(extracted.cells, assignment.preamble, limits, shown=True, diffusers=diffusers)
     sealed = Sandbox(extracted.cells, assignment.preamble, limits, shown=False, diffusers=diffusers)
     stubs: set[int] = set()
-    last_progress = -PROGRESS_S  # when progress was last called
+    last_progress = -math.inf  # when progress was last called (never yet: the first test reports)
     device_verdicts: dict = {}  # the device check's verdict per function: its hidden test reuses the public one's
     printed = ""
 
